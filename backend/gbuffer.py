@@ -1,0 +1,106 @@
+"""The canonical G-buffer every renderer and the trainer read (docs/formats/gbuffer.md, section 1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from backend.errors import GBufferError
+
+FEATURE_SPEC_VERSION = 1
+
+# Plane layout of GBuffer.planes: fixed planes first, then three per light.
+MASK, U, V = 0, 1, 2
+NORMAL = slice(3, 6)
+POSITION = slice(6, 9)
+ALBEDO = slice(9, 12)
+FIXED_PLANES = 12
+PLANES_PER_LIGHT = 3
+LIGHT_FIELDS = 8  # position xyz, colour rgb, power, radius
+
+
+def light_pass_planes(k: int) -> slice:
+    start = FIXED_PLANES + PLANES_PER_LIGHT * k
+    return slice(start, start + PLANES_PER_LIGHT)
+
+
+@dataclass
+class GBuffer:
+    planes: np.ndarray  # [12 + 3L, H, W] float32
+    lights: np.ndarray  # [L, 8] float32
+    camera_position: np.ndarray  # [3] float32
+    background: np.ndarray | None = None  # [3, H, W] float32
+    source: str = "<memory>"  # file it came from, for error messages
+
+    def __post_init__(self) -> None:
+        self.planes = np.ascontiguousarray(self.planes, dtype=np.float32)
+        self.lights = np.ascontiguousarray(np.atleast_2d(self.lights), dtype=np.float32)
+        self.camera_position = np.ascontiguousarray(self.camera_position, dtype=np.float32).reshape(3)
+        if self.background is not None:
+            self.background = np.ascontiguousarray(self.background, dtype=np.float32)
+        self.validate()
+
+    @property
+    def n_lights(self) -> int:
+        return self.lights.shape[0]
+
+    @property
+    def height(self) -> int:
+        return self.planes.shape[1]
+
+    @property
+    def width(self) -> int:
+        return self.planes.shape[2]
+
+    @property
+    def mask(self) -> np.ndarray:
+        return self.planes[MASK]
+
+    @property
+    def covered(self) -> np.ndarray:
+        return self.planes[MASK] > 0.5
+
+    @property
+    def uv(self) -> np.ndarray:
+        return self.planes[U : V + 1]
+
+    @property
+    def normal(self) -> np.ndarray:
+        return self.planes[NORMAL]
+
+    @property
+    def position(self) -> np.ndarray:
+        return self.planes[POSITION]
+
+    @property
+    def albedo(self) -> np.ndarray:
+        return self.planes[ALBEDO]
+
+    def light_pass(self, k: int) -> np.ndarray:
+        return self.planes[light_pass_planes(k)]
+
+    def validate(self) -> None:
+        """Raise GBufferError naming the source and the problem; NaN/Inf only matter where covered."""
+        p = self.planes
+        if p.ndim != 3 or p.shape[1] == 0 or p.shape[2] == 0:
+            raise GBufferError(f"{self.source}: G-buffer planes must be [C, H, W] with H, W > 0, got {p.shape}")
+        if self.lights.ndim != 2 or self.lights.shape[1] != LIGHT_FIELDS or self.lights.shape[0] < 1:
+            raise GBufferError(f"{self.source}: lights must be [L >= 1, {LIGHT_FIELDS}], got {self.lights.shape}")
+        expected = FIXED_PLANES + PLANES_PER_LIGHT * self.n_lights
+        if p.shape[0] != expected:
+            raise GBufferError(
+                f"{self.source}: {p.shape[0]} planes for {self.n_lights} light(s); expected {expected} "
+                f"(12 fixed + 3 light-pass planes per light)"
+            )
+        if self.background is not None and self.background.shape != (3, self.height, self.width):
+            raise GBufferError(
+                f"{self.source}: background is {self.background.shape}, expected (3, {self.height}, {self.width})"
+            )
+        if not np.all(np.isfinite(self.lights)) or not np.all(np.isfinite(self.camera_position)):
+            raise GBufferError(f"{self.source}: non-finite light or camera values")
+        covered = self.covered
+        bad = ~np.isfinite(p[:, covered])
+        if bad.any():
+            plane = int(np.nonzero(bad.any(axis=1))[0][0])
+            raise GBufferError(f"{self.source}: NaN or Inf in plane {plane} on {int(bad.any(axis=0).sum())} covered pixel(s)")
