@@ -1,0 +1,135 @@
+"""`python -m backend generate`: render a dataset headless with the add-on's own code via bpy."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from pathlib import Path
+
+from backend.errors import UserError
+
+HELP = "Render a dataset (G-buffer + Cycles ground truth) with Blender"
+MAX_SIDE = 8192
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scene", required=True, help="FILE.blend or FILE.obj holding the face mesh")
+    parser.add_argument("--out", required=True, help="dataset folder (created, or resumed if it holds this dataset)")
+    parser.add_argument("--samples", type=int, default=100, help="number of samples (default 100)")
+    parser.add_argument("--resolution", type=resolution, default=(256, 256), help="W or WxH in pixels (default 256)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of cameras, lights and split")
+    parser.add_argument("--lights", type=light_range, default=(1, 2),
+                        help="point lights per sample: K (1..K) or MIN-MAX (default 1-2)")
+    parser.add_argument("--gt-samples", type=int, default=64, help="Cycles samples of the ground truth")
+    parser.add_argument("--no-denoise", action="store_true", help="do not denoise the ground truth")
+    parser.add_argument("--light-samples", type=int, default=4, help="Cycles samples of the light passes")
+    parser.add_argument("--light-radius", type=radius_range, default=None,
+                        help="point-light radius range MIN-MAX in bounding radii (default 0-0.15; 0 = hard shadows)")
+    parser.add_argument("--object", default="", help="target mesh name (default: the largest mesh)")
+    parser.add_argument("--front-axis", default="-Y", help="axis the face looks along (default -Y)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a different dataset in --out")
+
+
+def resolution(text: str) -> tuple[int, int]:
+    try:
+        sides = [int(part) for part in text.lower().split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"resolution {text!r} must be W or WxH, e.g. 256 or 320x240") from None
+    if len(sides) == 1:
+        sides *= 2
+    if len(sides) != 2 or not all(1 <= side <= MAX_SIDE for side in sides):
+        raise argparse.ArgumentTypeError(f"resolution {text!r}: width and height must be 1..{MAX_SIDE}")
+    return sides[0], sides[1]
+
+
+def light_range(text: str) -> tuple[int, int]:
+    try:
+        parts = [int(part) for part in text.split("-")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"lights {text!r} must be K or MIN-MAX, e.g. 2 or 1-3") from None
+    low, high = (1, parts[0]) if len(parts) == 1 else parts[:2]
+    if len(parts) > 2 or low < 1 or high < low:
+        raise argparse.ArgumentTypeError(f"lights {text!r}: need at least one light per sample (1 <= MIN <= MAX)")
+    return low, high
+
+
+def radius_range(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(part) for part in text.split("-")) if "-" in text else (float(text),) * 2
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"light radius {text!r} must be R or MIN-MAX, e.g. 0 or 0-0.2") from None
+    return low, high
+
+
+def import_addon():
+    """The repository's add-on package with its job modules loaded (its UI modules are not needed)."""
+    root = str(Path(__file__).resolve().parents[2])
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    import blender_addon
+    import blender_addon.dataset_job
+    import blender_addon.dataset_settings
+    import blender_addon.errors
+    import blender_addon.scene_setup  # noqa: F401  (each import binds the submodule on the package)
+
+    return blender_addon
+
+
+@contextlib.contextmanager
+def quiet_stdout():
+    """Silence Cycles' per-tile log lines on stdout so the progress bar stays readable."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 1)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+def settings_from_args(args, addon):
+    optional = {"light_radius": args.light_radius} if args.light_radius is not None else {}
+    return addon.dataset_settings.DatasetSettings(**optional,
+        scene=os.path.abspath(args.scene), object=args.object, resolution=args.resolution,
+        samples=args.samples, seed=args.seed, gt_samples=args.gt_samples, gt_denoise=not args.no_denoise,
+        gbuffer_light_samples=args.light_samples, front_axis=args.front_axis, lights=args.lights)
+
+
+def prepare_job(args, addon):
+    """Load the scene and check every input; raises UserError before anything is written."""
+    settings = settings_from_args(args, addon)
+    try:
+        settings.validate()
+        with quiet_stdout():
+            addon.scene_setup.load_scene_file(args.scene)
+        import bpy
+
+        target = addon.scene_setup.find_target(bpy.context.scene, args.object)
+        settings.object = target.name
+        job = addon.dataset_job.DatasetJob(settings, target, args.out, overwrite=args.overwrite)
+        job.check()
+    except addon.errors.InputError as exc:
+        raise UserError(str(exc)) from None
+    addon.scene_setup.ensure_material(target)
+    return job
+
+
+def run(args) -> int:
+    from tqdm import tqdm
+
+    addon = import_addon()
+    job = prepare_job(args, addon)
+    with job:
+        job.start()
+        with tqdm(total=job.settings.samples, initial=job.done_count, unit="sample", desc="generate") as bar:
+            while job.pending:
+                with quiet_stdout():
+                    job.step()
+                bar.update(1)
+    print(f"dataset: {job.manifest_path} ({job.done_count} samples)")
+    return 0

@@ -1,0 +1,196 @@
+"""Generate Dataset as a step-wise job shared by the modal operator and the headless CLI.
+
+`DatasetJob.check()` validates everything before a byte is written; `start()` creates or resumes
+the dataset folder; each `step()` renders one sample (G-buffer, then ground truth) and commits
+it by rewriting manifest.json atomically. A sample exists only once its record is in the
+manifest, so a killed run never leaves a half-written sample that reads as valid, and a re-run
+renders only what is missing (docs/formats/dataset.md).
+"""
+
+from __future__ import annotations
+
+import datetime
+import glob
+import json
+import os
+import shutil
+from dataclasses import dataclass
+
+import bpy
+
+from .camera_model import CameraSpec
+from .dataset_settings import DatasetSettings
+from .errors import OutputError
+from .gbuffer import render_gbuffer
+from .ground_truth import render_ground_truth
+from .render_rig import RenderRig
+from .sampling import assign_split, sample_view
+from .scene_setup import bounds
+
+FORMAT = "neural-face-dataset"
+VERSION = 1
+MANIFEST = "manifest.json"
+SAMPLES_DIR = "samples"
+PARTIAL_SUFFIX = ".partial"
+
+
+@dataclass
+class Progress:
+    done: int  # samples finished, including those kept from an earlier run
+    total: int
+    index: int  # the sample just rendered
+    seconds: float  # its render time (G-buffer + ground truth)
+
+
+def sample_name(index: int) -> str:
+    return f"{index:06d}"
+
+
+def write_json_atomically(path: str, data) -> None:
+    partial = path + PARTIAL_SUFFIX
+    with open(partial, "w") as stream:
+        json.dump(data, stream, indent=1)
+        stream.flush()
+        os.fsync(stream.fileno())
+    os.replace(partial, path)
+
+
+class DatasetJob:
+    def __init__(self, settings: DatasetSettings, target, out_dir: str, overwrite: bool = False):
+        self.settings = settings
+        self.target = target
+        self.out_dir = os.path.abspath(out_dir)
+        self.overwrite = overwrite
+        self.manifest: dict | None = None
+        self.rig: RenderRig | None = None
+        self.pending: list[int] = []
+
+    @property
+    def manifest_path(self) -> str:
+        return os.path.join(self.out_dir, MANIFEST)
+
+    def check(self) -> None:
+        """Raise an InputError naming the problem; writes nothing."""
+        self.settings.validate()
+        if os.path.exists(self.out_dir) and not os.path.isdir(self.out_dir):
+            raise OutputError(f"output {self.out_dir!r} exists and is not a folder")
+        parent = self.out_dir
+        while not os.path.exists(parent):
+            parent = os.path.dirname(parent)
+        if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+            raise OutputError(f"output folder {self.out_dir!r} cannot be created or written (check {parent!r})")
+        if self.overwrite or not os.path.isdir(self.out_dir):
+            return
+        existing = self._read_existing_manifest()
+        if existing is None:
+            if os.listdir(self.out_dir):
+                raise OutputError(f"output folder {self.out_dir!r} is not empty and holds no dataset; "
+                                  "choose an empty folder or pass --overwrite")
+        elif existing.get("settings") != self.settings.to_json():
+            changed = sorted(k for k, v in self.settings.to_json().items() if existing["settings"].get(k) != v)
+            raise OutputError(f"{self.manifest_path} holds a dataset made with other settings "
+                              f"({', '.join(changed)}); use another folder or --overwrite to replace it")
+
+    def _read_existing_manifest(self) -> dict | None:
+        if not os.path.exists(self.manifest_path):
+            return None
+        try:
+            with open(self.manifest_path) as stream:
+                manifest = json.load(stream)
+        except (OSError, ValueError) as exc:
+            raise OutputError(f"{self.manifest_path} is unreadable ({exc}); pass --overwrite to replace it") from exc
+        if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
+            raise OutputError(f"{self.manifest_path} is not a version {VERSION} {FORMAT} manifest; "
+                              "use another folder or --overwrite")
+        return manifest
+
+    def start(self) -> None:
+        """Create or resume the dataset folder and the render rig; fills `pending`."""
+        self.check()
+        samples_dir = os.path.join(self.out_dir, SAMPLES_DIR)
+        if self.overwrite:
+            shutil.rmtree(samples_dir, ignore_errors=True)
+            if os.path.exists(self.manifest_path):
+                os.remove(self.manifest_path)
+        os.makedirs(samples_dir, exist_ok=True)
+        existing = self._read_existing_manifest()
+        centre, radius = bounds(self.target)
+        kept = [r for r in (existing or {}).get("samples", []) if self._files_exist(r)]
+        self.manifest = {
+            "format": FORMAT,
+            "version": VERSION,
+            "blender_version": bpy.app.version_string,
+            "created": (existing or {}).get("created") or _utc_now(),
+            "settings": self.settings.to_json(),
+            "object": {"name": self.target.name, "bbox_center": centre, "bounding_radius": radius},
+            "split": assign_split(self.settings.samples, self.settings.seed, self.settings.split),
+            "samples": kept,
+        }
+        write_json_atomically(self.manifest_path, self.manifest)
+        self._remove_orphans({r["index"] for r in kept})
+        done = {r["index"] for r in kept}
+        self.pending = [i for i in range(self.settings.samples) if i not in done]
+        self.rig = RenderRig(self.target, tuple(self.settings.resolution))
+
+    def _files_exist(self, record: dict) -> bool:
+        return all(os.path.isfile(os.path.join(self.out_dir, record[key])) for key in ("gbuffer", "ground_truth"))
+
+    def _remove_orphans(self, kept: set[int]) -> None:
+        """Delete temporaries and files of samples a killed run did not commit."""
+        for path in glob.glob(os.path.join(self.out_dir, SAMPLES_DIR, "*")):
+            name = os.path.basename(path)
+            stem = name.split(".")[0]
+            if name.endswith(PARTIAL_SUFFIX) or not stem.isdigit() or int(stem) not in kept:
+                os.remove(path)
+
+    @property
+    def done_count(self) -> int:
+        return len(self.manifest["samples"]) if self.manifest else 0
+
+    def step(self) -> Progress:
+        """Render and commit the next pending sample."""
+        index = self.pending.pop(0)
+        record = self._render_sample(index)
+        write_json_atomically(os.path.join(self.out_dir, SAMPLES_DIR, sample_name(index) + ".json"), record)
+        self.manifest["samples"] = sorted(self.manifest["samples"] + [record], key=lambda r: r["index"])
+        write_json_atomically(self.manifest_path, self.manifest)
+        return Progress(self.done_count, self.settings.samples, index, sum(record["seconds"].values()))
+
+    def _render_sample(self, index: int) -> dict:
+        settings = self.settings
+        obj = self.manifest["object"]
+        matrix, lights = sample_view(settings, obj["bbox_center"], obj["bounding_radius"], index)
+        camera = CameraSpec(matrix)
+        name = sample_name(index)
+        gbuffer = f"{SAMPLES_DIR}/{name}.gbuffer.exr"
+        ground_truth = f"{SAMPLES_DIR}/{name}.gt.exr"
+        recorded = render_gbuffer(self.rig, camera, lights, os.path.join(self.out_dir, gbuffer),
+                                  settings.gbuffer_light_samples, seed=index)
+        gt_seconds = render_ground_truth(self.rig, camera, lights, os.path.join(self.out_dir, ground_truth),
+                                         settings.gt_samples, settings.gt_denoise, seed=index)
+        split = next(part for part, members in self.manifest["split"].items() if index in members)
+        return {
+            "index": index,
+            "split": split,
+            "gbuffer": gbuffer,
+            "ground_truth": ground_truth,
+            "resolution": recorded["resolution"],
+            "camera": recorded["camera"],
+            "lights": recorded["lights"],
+            "seconds": {"gbuffer": recorded["seconds"]["gbuffer"], "ground_truth": round(gt_seconds, 4)},
+        }
+
+    def close(self) -> None:
+        if self.rig is not None:
+            self.rig.close()
+            self.rig = None
+
+    def __enter__(self) -> "DatasetJob":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,146 @@
+"""A private Cycles scene that renders one target object under a given camera and point lights.
+
+The user's scene is never changed: the rig links the target into its own scene (no world light,
+none of the user's lights or other objects), owns its camera and lights, and removes all of it
+on `close()`. The G-buffer recipe (gbuffer.py) and the ground truth (ground_truth.py) configure
+it and call `render`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import bpy
+from mathutils import Matrix
+
+from .camera_model import CameraSpec
+
+GBUFFER_LAYER = "GBuffer"
+LIGHTS_LAYER = "Lights"
+GROUND_TRUTH_LAYER = "GroundTruth"
+PIXEL_FILTER_WIDTH = 0.01  # px: every sample hits the pixel centre, so data passes are exact there
+
+
+class RenderRig:
+    def __init__(self, target, resolution: tuple[int, int]):
+        self.target = target
+        self.scene = bpy.data.scenes.new("NF_Render")
+        self.scene.collection.objects.link(target)
+        self.scene.world = None
+        self._configure_render(resolution)
+        self._add_view_layers()
+        camera_data = bpy.data.cameras.new("NF_Camera")
+        self.camera = bpy.data.objects.new("NF_Camera", camera_data)
+        self.scene.collection.objects.link(self.camera)
+        self.scene.camera = self.camera
+        self.lights: list = []
+
+    @property
+    def resolution(self) -> tuple[int, int]:
+        return self.scene.render.resolution_x, self.scene.render.resolution_y
+
+    def _configure_render(self, resolution: tuple[int, int]) -> None:
+        render = self.scene.render
+        render.engine = "CYCLES"
+        render.resolution_x, render.resolution_y = resolution
+        render.resolution_percentage = 100
+        render.film_transparent = True
+        self.scene.cycles.filter_width = PIXEL_FILTER_WIDTH  # render.filter_size is not read by Cycles
+        render.use_file_extension = False
+        render.use_persistent_data = False
+        self.scene.cycles.device = "CPU"
+        self.scene.cycles.use_adaptive_sampling = False
+        self.scene.view_settings.view_transform = "Standard"
+        image = render.image_settings
+        image.media_type = "MULTI_LAYER_IMAGE"  # Blender 5.0: must precede file_format
+        image.file_format = "OPEN_EXR_MULTILAYER"
+        image.color_depth = "32"
+        image.exr_codec = "ZIP"
+
+    def _add_view_layers(self) -> None:
+        gbuffer = self.scene.view_layers[0]
+        gbuffer.name = GBUFFER_LAYER
+        gbuffer.samples = 1  # exact per-pixel data; the filter puts the one sample on the centre
+        gbuffer.use_pass_uv = gbuffer.use_pass_position = True
+        gbuffer.use_pass_diffuse_color = True
+        lights = self.scene.view_layers.new(LIGHTS_LAYER)
+        # The plain-diffuse normal: Principled BSDF bends grazing normals (valid-reflection fix),
+        # which would no longer match the normal the light passes were shaded with.
+        lights.use_pass_normal = True
+        white = bpy.data.materials.new("NF_White_Lambert")  # default node tree: white diffuse-only BSDF
+        _make_white_lambert(white)
+        lights.material_override = white
+        self.white_material = white
+        self.scene.view_layers.new(GROUND_TRUTH_LAYER)
+
+    def set_camera(self, camera: CameraSpec) -> None:
+        data = self.camera.data
+        data.type = "PERSP"
+        data.lens = camera.lens_mm
+        data.sensor_width, data.sensor_height = camera.sensor_width_mm, camera.sensor_height_mm
+        data.sensor_fit = camera.sensor_fit
+        data.shift_x, data.shift_y = camera.shift_x, camera.shift_y
+        data.clip_start, data.clip_end = 1e-4, 1e6
+        self.camera.matrix_world = Matrix([list(row) for row in camera.matrix_world])  # rows, not columns
+
+    def set_lights(self, lights: list[dict]) -> None:
+        """Replace the rig's lights; light k joins light group `lights[k]["lightgroup"]`."""
+        for obj in self.lights:
+            data = obj.data
+            bpy.data.objects.remove(obj)
+            bpy.data.lights.remove(data)
+        layer = self.scene.view_layers[LIGHTS_LAYER]
+        while layer.lightgroups:
+            layer.lightgroups.remove(layer.lightgroups[0])
+        self.lights = []
+        for spec in lights:
+            data = bpy.data.lights.new(spec["name"], "POINT")
+            data.energy = spec["power"]
+            data.color = spec["color"]
+            data.shadow_soft_size = spec["radius"]
+            obj = bpy.data.objects.new(spec["name"], data)
+            obj.location = spec["position"]
+            obj.lightgroup = spec["lightgroup"]
+            layer.lightgroups.add(name=spec["lightgroup"])
+            self.scene.collection.objects.link(obj)
+            self.lights.append(obj)
+
+    def render(self, layers: tuple[str, ...], path: str) -> float:
+        """Render the named view layers into one multilayer EXR at `path` (atomically); returns seconds."""
+        for layer in self.scene.view_layers:
+            layer.use = layer.name in layers
+        partial = f"{path}.partial"
+        self.scene.render.filepath = partial
+        start = time.perf_counter()
+        bpy.ops.render.render(write_still=True, scene=self.scene.name)
+        seconds = time.perf_counter() - start
+        if not os.path.exists(partial):
+            raise RuntimeError(f"Cycles did not write {partial}")
+        os.replace(partial, path)
+        return seconds
+
+    def close(self) -> None:
+        """Remove everything the rig created; the target object stays untouched in the user's scenes."""
+        self.set_lights([])
+        camera_data = self.camera.data
+        bpy.data.objects.remove(self.camera)
+        bpy.data.cameras.remove(camera_data)
+        bpy.data.materials.remove(self.white_material)
+        bpy.data.scenes.remove(self.scene)
+
+    def __enter__(self) -> "RenderRig":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _make_white_lambert(material) -> None:
+    nodes = material.node_tree.nodes
+    nodes.clear()
+    bsdf = nodes.new("ShaderNodeBsdfDiffuse")
+    bsdf.inputs["Color"].default_value = (1.0, 1.0, 1.0, 1.0)
+    bsdf.inputs["Roughness"].default_value = 0.0  # Lambert, not Oren-Nayar
+    output = nodes.new("ShaderNodeOutputMaterial")
+    material.node_tree.links.new(bsdf.outputs["BSDF"], output.inputs["Surface"])

@@ -1,0 +1,44 @@
+"""Shared fixtures: a small real dataset of Suzanne rendered by the real CLI (bpy + Cycles + EXR).
+
+`suzanne_dataset` (session): 12 samples at 64x64, 1-2 point lights (some samples have 2),
+8 ground-truth samples; returns the dataset folder. Use it for training, kernel and service tests.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SUZANNE_SAMPLES = 12
+
+
+def run_backend(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python -m backend ARGS` in a subprocess (bpy state never leaks into the test process)."""
+    return subprocess.run([sys.executable, "-m", "backend", *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def suzanne_blend(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("scenes") / "suzanne.blend"
+    subprocess.run([sys.executable, str(ROOT / "example_scenes" / "build_suzanne.py"), str(path)],
+                   check=True, capture_output=True, timeout=120)
+    return path
+
+
+def suzanne_generate_args(scene: Path, out: Path, samples: int = SUZANNE_SAMPLES) -> list[str]:
+    """The generate command line of the `suzanne_dataset` fixture (reuse it to resume or extend)."""
+    return ["generate", "--scene", str(scene), "--out", str(out), "--samples", str(samples),
+            "--resolution", "64", "--lights", "1-2", "--gt-samples", "8", "--light-samples", "2", "--seed", "7"]
+
+
+@pytest.fixture(scope="session")
+def suzanne_dataset(tmp_path_factory, suzanne_blend) -> Path:
+    out = tmp_path_factory.mktemp("suzanne_dataset")
+    result = run_backend(*suzanne_generate_args(suzanne_blend, out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out

@@ -1,0 +1,110 @@
+"""The passes of a real Suzanne dataset make physical sense (real Cycles, real EXR)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from backend.dataset import open_dataset
+from blender_addon.camera_model import project
+from conftest import run_backend
+
+
+def covered_values(planes: np.ndarray, covered: np.ndarray) -> np.ndarray:
+    return planes[:, covered]
+
+
+def test_every_sample_loads_with_its_lights(suzanne_dataset):
+    dataset = open_dataset(suzanne_dataset)
+    assert dataset.indices() == list(range(12))
+    light_counts = {dataset.load_gbuffer(i).n_lights for i in dataset.indices()}
+    assert light_counts == {1, 2}
+    assert sorted(sum(dataset.manifest["split"].values(), [])) == list(range(12))
+
+
+def test_normals_unit_uv_in_range_albedo_plausible(suzanne_dataset):
+    dataset = open_dataset(suzanne_dataset)
+    for i in dataset.indices():
+        gbuffer = dataset.load_gbuffer(i)
+        covered = gbuffer.covered
+        assert covered.sum() > 200, f"sample {i}: the face should fill part of the frame"
+        lengths = np.linalg.norm(covered_values(gbuffer.normal, covered), axis=0)
+        np.testing.assert_allclose(lengths, 1.0, atol=5e-3)  # light samples 0.01 px apart may average
+        uv = covered_values(gbuffer.uv, covered)
+        assert uv.min() >= 0.0 and uv.max() <= 1.0
+        albedo = covered_values(gbuffer.albedo, covered)
+        assert 0.05 < albedo.min() and albedo.max() <= 1.0
+
+
+def test_mask_agrees_with_ground_truth_alpha(suzanne_dataset):
+    dataset = open_dataset(suzanne_dataset)
+    for i in dataset.indices():
+        covered = dataset.load_gbuffer(i).covered
+        truth = dataset.load_ground_truth(i)
+        disagree = int(((truth[3] > 0.5) != covered).sum())
+        assert disagree <= 0.005 * covered.sum(), f"sample {i}: {disagree} pixels disagree"
+
+
+def test_ground_truth_is_lit_where_the_lights_reach(suzanne_dataset):
+    dataset = open_dataset(suzanne_dataset)
+    for i in dataset.indices():
+        gbuffer, truth = dataset.load_gbuffer(i), dataset.load_ground_truth(i)
+        assert truth[:3].min() >= -1e-4, f"sample {i}: negative radiance"
+        assert np.all(truth[:, ~gbuffer.covered & (truth[3] == 0)] == 0), "empty film must be transparent black"
+        lit = gbuffer.covered & (sum(gbuffer.light_pass(k).sum(axis=0) for k in range(gbuffer.n_lights)) > 0.05)
+        assert np.median(truth[:3, lit].sum(axis=0)) > 0.005, f"sample {i}: lit skin renders black"
+
+
+def test_world_position_projects_onto_pixel_centre(suzanne_dataset):
+    dataset = open_dataset(suzanne_dataset)
+    for i in dataset.indices():
+        gbuffer, camera = dataset.load_gbuffer(i), dataset.record(i)["camera"]
+        rows, cols = np.nonzero(gbuffer.covered)
+        pixels = project(camera["matrix_world"], camera["K"], gbuffer.position[:, rows, cols].T)
+        error = np.abs(pixels - np.stack([cols + 0.5, rows + 0.5], axis=1))
+        assert error.max() < 0.1, f"sample {i}: reprojection error {error.max():.3f} px"
+        np.testing.assert_allclose(gbuffer.camera_position, np.array(camera["matrix_world"])[:3, 3], atol=1e-5)
+
+
+def light_geometry(gbuffer, k: int):
+    """Per-pixel signed height of light k above the tangent plane, distance, and cosine."""
+    to_light = gbuffer.lights[k, :3, None, None] - gbuffer.position
+    distance = np.linalg.norm(to_light, axis=0)
+    height = (gbuffer.normal * to_light).sum(axis=0)
+    return height, distance, height / np.maximum(distance, 1e-9)
+
+
+def test_light_pass_is_zero_where_light_is_behind_surface(suzanne_dataset):
+    dataset = open_dataset(suzanne_dataset)
+    checked = 0
+    for i in dataset.indices():
+        gbuffer = dataset.load_gbuffer(i)
+        for k in range(gbuffer.n_lights):
+            height, _, _ = light_geometry(gbuffer, k)
+            behind = gbuffer.covered & (height < -gbuffer.lights[k, 7] - 1e-3)  # whole sphere below horizon
+            assert np.all(gbuffer.light_pass(k)[:, behind] == 0)
+            checked += int(behind.sum())
+    assert checked > 100
+
+
+@pytest.mark.slow
+def test_light_unit_constant_matches_cycles(suzanne_blend, tmp_path):
+    """dataset.md "Light units": white Lambertian radiance = c P max(0, n.l) V / (4 pi^2 d^2)."""
+    out = tmp_path / "units"
+    result = run_backend("generate", "--scene", suzanne_blend, "--out", out, "--samples", "3",
+                         "--resolution", "64", "--lights", "1", "--light-radius", "0", "--gt-samples", "1",
+                         "--no-denoise", "--light-samples", "1")
+    assert result.returncode == 0, result.stderr
+    dataset = open_dataset(out)
+    ratios = []
+    for i in dataset.indices():
+        gbuffer = dataset.load_gbuffer(i)
+        _, distance, cosine = light_geometry(gbuffer, 0)
+        color, power = gbuffer.lights[0, 3:6], gbuffer.lights[0, 6]
+        predicted = color.sum() * power * cosine / (4 * np.pi**2 * distance**2)
+        lit = gbuffer.covered & (cosine > 0.2) & (gbuffer.light_pass(0).sum(axis=0) > 0)
+        ratios.append(gbuffer.light_pass(0).sum(axis=0)[lit] / predicted[lit])
+    ratios = np.concatenate(ratios)
+    assert ratios.size > 300
+    assert abs(np.median(ratios) - 1) < 0.005
+    assert np.mean(np.abs(ratios - 1) < 0.03) > 0.97  # unshadowed; a few pixels sit on a shadow edge
