@@ -1,0 +1,61 @@
+"""`python -m backend demo` (`make demo`): example face -> dataset -> hash bank + baselines -> report.
+
+Each stage is the real command in its own process (so Blender's memory is given back before
+training); re-running resumes: the dataset and the example scene are kept, training restarts.
+The defaults fit 20 minutes on a 2-core CPU; the stage timings are printed at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from backend.errors import UserError
+
+HELP = "Generate, train and report on the example face"
+ROOT = Path(__file__).resolve().parents[2]
+SCENE = ROOT / "example_scenes" / "cache" / "james.blend"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--out", default="out/demo", help="folder for dataset, banks and report (default out/demo)")
+    parser.add_argument("--samples", type=int, default=80, help="dataset samples (default 80)")
+    parser.add_argument("--resolution", default="256", help="dataset resolution (default 256)")
+    parser.add_argument("--gt-samples", type=int, default=32, help="Cycles samples per ground truth (default 32)")
+    parser.add_argument("--train-minutes", type=float, default=3.5,
+                        help="training budget of the hash bank and of each baseline (default 3.5)")
+    parser.add_argument("--device", default="cpu", help="training and report device (default cpu)")
+
+
+def stage(name: str, args: list[str], timings: dict) -> None:
+    print(f"\n== {name}: python -m backend {' '.join(args)}", flush=True)
+    start = time.monotonic()
+    code = subprocess.run([sys.executable, "-m", "backend", *args], cwd=ROOT).returncode
+    timings[name] = time.monotonic() - start
+    if code != 0:
+        raise UserError(f"demo stopped: the {name} stage failed (exit code {code}); its message is above")
+
+
+def run(args) -> int:
+    from backend.commands.report import headline_lines
+
+    out = Path(args.out).resolve()
+    data, bank, report = out / "dataset", out / "bank" / "face.nfbank", out / "report"
+    timings: dict[str, float] = {}
+    stage("example", ["example"], timings)
+    stage("generate", ["generate", "--scene", str(SCENE), "--out", str(data), "--samples", str(args.samples),
+                       "--resolution", args.resolution, "--gt-samples", str(args.gt_samples)], timings)
+    stage("train", ["train", "--data", str(data), "--out", str(bank), "--minutes", str(args.train_minutes),
+                    "--device", args.device, "--baselines"], timings)
+    stage("report", ["report", "--bank", str(bank), "--data", str(data), "--out", str(report),
+                     "--device", args.device], timings)
+    metrics = json.loads((report / "metrics.json").read_text())
+    print("\n== demo finished in " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items())
+          + f" (total {sum(timings.values()) / 60:.1f} min)")
+    print(f"report: {report / 'index.html'}")
+    for line in headline_lines(metrics):
+        print(line)
+    return 0

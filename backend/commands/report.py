@@ -1,0 +1,38 @@
+"""`python -m backend report`: HTML quality report of a bank (and its baselines) against a dataset."""
+
+from __future__ import annotations
+
+HELP = "Write the HTML quality report of a bank against a dataset"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--bank", required=True, help="weight bank (.nfbank); baselines next to it are included")
+    parser.add_argument("--data", required=True, help="dataset folder")
+    parser.add_argument("--out", required=True, help="report folder (replaced)")
+    parser.add_argument("--renderer", default="torch", help="renderer to score and time (default torch)")
+    parser.add_argument("--device", default="cpu", help="torch device (cpu or cuda)")
+
+
+def headline_lines(metrics: dict) -> list[str]:
+    h, t = metrics["headline"], metrics["timing"]
+    lines = [f"test PSNR (face pixels): hash bank {h['test_psnr']:.2f} dB"]
+    lines += [f"  baseline {name.removeprefix('test_psnr_')}: {value:.2f} dB"
+              for name, value in h.items() if name.startswith("test_psnr_")]
+    lines.append(f"unseen tile keys on test views: {100 * h['unseen_key_share_test']:.1f}%; "
+                 f"tile-seam ratio {h['seam_ratio_test']:.2f}" if h["seam_ratio_test"] is not None else
+                 f"unseen tile keys on test views: {100 * h['unseen_key_share_test']:.1f}%")
+    lines.append(f"neural {t['neural_ms_per_frame']:.1f} ms/frame vs Cycles {t['cycles_s_per_frame']:.2f} s/frame "
+                 f"at {t['resolution'][0]}x{t['resolution'][1]}: {t['ratio_cycles_over_neural']:.0f}x faster")
+    return lines
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from backend.report import write_report
+
+    metrics = write_report(args.bank, args.data, args.out, renderer=args.renderer, device=args.device)
+    print(f"report: {Path(args.out) / 'index.html'}")
+    for line in headline_lines(metrics):
+        print(line)
+    return 0

@@ -1,0 +1,93 @@
+"""`python -m backend train`: bucket the dataset's tiles by key and train one network per bucket."""
+
+from __future__ import annotations
+
+import argparse
+
+from backend.training import KINDS, LOSS_SPACES, TrainConfig, companion_path, train
+
+HELP = "Train one network per tile-hash bucket and write a weight bank"
+BASELINES = ("single_cost", "single_params")
+
+
+def widths(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(w) for w in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"widths {text!r} must be comma-separated integers, e.g. 32,32") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"widths {text!r} must be positive")
+    return values
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="dataset folder (python -m backend generate)")
+    parser.add_argument("--out", required=True, help="weight bank to write, e.g. out/face.nfbank")
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=int, help="training steps (default 2000)")
+    budget.add_argument("--minutes", type=float, help="wall-clock budget per model instead of steps")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", action="store_true", help="continue from the checkpoint next to --out")
+    parser.add_argument("--widths", type=widths, default=(32, 32), help="hidden layer widths (default 32,32)")
+    parser.add_argument("--lr", type=float, default=5e-3)
+    parser.add_argument("--batch", type=int, default=256, help="pixels per bucket per step (default 256)")
+    parser.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints")
+    parser.add_argument("--eval-every", type=int, default=100, help="steps between validation renders")
+    parser.add_argument("--patience", type=int, default=8, help="evaluations without gain before stopping (0: never)")
+    parser.add_argument("--kind", choices=KINDS, default="hash_bank", help="model to train (default hash_bank)")
+    parser.add_argument("--baselines", action="store_true",
+                        help="also train both single-network baselines on the same data and budget "
+                             "(written next to --out as NAME.single_cost.nfbank and NAME.single_params.nfbank)")
+    parser.add_argument("--loss-space", choices=LOSS_SPACES, default="tonemap")
+    parser.add_argument("--output-activation", choices=("exp", "softplus"), default="exp")
+    parser.add_argument("--fallback", choices=("auto", "nearest_key", "shared_network"), default="auto")
+    parser.add_argument("--min-bucket-pixels", type=int,
+                        help="pixels a key needs for a network of its own (default 0.25%% of the training pixels)")
+    parser.add_argument("--tile-size", type=int, default=16)
+    parser.add_argument("--bins", type=int, default=8)
+
+
+def config_from_args(args, kind: str, out) -> TrainConfig:
+    return TrainConfig(
+        data=args.data, out=str(out), steps=args.steps, minutes=args.minutes, device=args.device, seed=args.seed,
+        resume=args.resume, widths=tuple(args.widths), lr=args.lr, batch=args.batch,
+        checkpoint_every=args.checkpoint_every, eval_every=args.eval_every, patience=args.patience, kind=kind,
+        loss_space=args.loss_space, output_activation=args.output_activation, fallback=args.fallback,
+        min_bucket_pixels=args.min_bucket_pixels, tile_size=args.tile_size, bins=args.bins,
+    )
+
+
+def run_one(config: TrainConfig) -> dict:
+    from tqdm import tqdm
+
+    bar = tqdm(total=config.step_limit, desc=config.kind, unit="step", dynamic_ncols=True)
+
+    def on_progress(progress) -> None:
+        bar.update(progress.step - bar.n)
+        psnr = "-" if progress.val_psnr is None else f"{progress.val_psnr:.2f}dB"
+        eta = "" if progress.eta_s is None else f" eta={progress.eta_s:.0f}s"
+        bar.set_postfix_str(f"{progress.phase} loss={progress.loss:.4g} val={psnr}{eta}", refresh=False)
+
+    try:
+        result = train(config, on_progress=on_progress)
+    finally:
+        bar.close()
+    if result.cancelled:
+        print(f"{config.kind}: cancelled at step {result.steps}; resume with --resume ({result.checkpoint_path})")
+    else:
+        early = " (early stop)" if result.stopped_early else ""
+        size_kb = result.bank_path.stat().st_size / 1024
+        print(f"{config.kind}: {result.bank_path} ({size_kb:.0f} KB)  val PSNR {result.val_psnr:.2f} dB after "
+              f"{result.steps} steps{early}, {result.seconds:.0f} s; curve {result.curve_path}")
+    return {"kind": config.kind, "bank": str(result.bank_path), "val_psnr": result.val_psnr,
+            "steps": result.steps, "seconds": result.seconds, "cancelled": result.cancelled}
+
+
+def run(args) -> int:
+    kinds = [args.kind, *BASELINES] if args.baselines else [args.kind]
+    for kind in kinds:
+        out = args.out if kind == args.kind else companion_path(args.out, f".{kind}.nfbank")
+        if run_one(config_from_args(args, kind, out))["cancelled"]:
+            return 130
+    return 0

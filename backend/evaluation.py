@@ -1,0 +1,47 @@
+"""Shade held-out views with a bank and score them against Cycles (used by training and the report)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from backend.bank import Bank
+from backend.gbuffer import GBuffer
+from backend.metrics import psnr_from_mse, to_display
+from backend.renderers.torch_renderer import create
+
+
+@dataclass
+class View:
+    index: int
+    gbuffer: GBuffer
+    ground_truth: np.ndarray  # [H, W, 3] linear radiance
+
+    @property
+    def mask(self) -> np.ndarray:
+        return self.gbuffer.covered
+
+
+def load_views(dataset, indices) -> list[View]:
+    views = []
+    for i in indices:
+        gbuffer = dataset.load_gbuffer(i)
+        gbuffer.background = None
+        views.append(View(i, gbuffer, dataset.load_ground_truth(i)[:3].transpose(1, 2, 0)))
+    return views
+
+
+def render_views(bank: Bank, views: list[View], device="cpu") -> list[np.ndarray]:
+    renderer = create(bank, device=device)
+    return [renderer.render(view.gbuffer)[..., :3] for view in views]
+
+
+def mean_psnr(bank: Bank, views: list[View], device="cpu") -> float:
+    """PSNR of all views' face pixels pooled together (one MSE over every covered pixel)."""
+    squared, count = 0.0, 0
+    for view, frame in zip(views, render_views(bank, views, device)):
+        diff = to_display(frame)[view.mask] - to_display(view.ground_truth)[view.mask]
+        squared += float(np.sum(diff.astype(np.float64) ** 2))
+        count += diff.size
+    return psnr_from_mse(squared / max(count, 1))

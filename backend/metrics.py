@@ -1,0 +1,54 @@
+"""Image quality of a neural frame against Cycles: PSNR, SSIM and NVIDIA FLIP, on the face only.
+
+All three compare display images: linear radiance clipped to [0, 1] and sRGB-encoded (what the
+artist sees; the datasets' radiance stays well under 1). Each is averaged over the face pixels
+(the G-buffer's coverage mask) because the background is composited, not predicted, and would
+otherwise inflate every score. SSIM and FLIP are computed on the whole frame (they look at
+neighbourhoods) and their per-pixel maps averaged over the mask.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def to_display(rgb: np.ndarray) -> np.ndarray:
+    """Linear radiance [..., 3] -> sRGB-encoded [0, 1] float32."""
+    x = np.clip(np.asarray(rgb, dtype=np.float32), 0.0, 1.0)
+    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055).astype(np.float32)
+
+
+def psnr(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> float:
+    """PSNR in dB of display images [H, W, 3] over mask pixels (peak 1)."""
+    diff = to_display(pred)[mask] - to_display(target)[mask]
+    mse = float(np.mean(diff**2)) if diff.size else 0.0
+    return float("inf") if mse == 0 else 10.0 * np.log10(1.0 / mse)
+
+
+def psnr_from_mse(mse: float) -> float:
+    return float("inf") if mse <= 0 else 10.0 * float(np.log10(1.0 / mse))
+
+
+def ssim(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> float:
+    """Mean SSIM (scikit-image, 7x7 window) of display images over mask pixels."""
+    from skimage.metrics import structural_similarity
+
+    _, full = structural_similarity(to_display(target), to_display(pred), channel_axis=-1, data_range=1.0, full=True)
+    return float(full.mean(axis=-1)[mask].mean())
+
+
+def flip_map(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """NVIDIA FLIP (LDR) error map [H, W] in [0, 1] of display images."""
+    import flip_evaluator
+
+    error, _, _ = flip_evaluator.evaluate(to_display(target), to_display(pred), "LDR", applyMagma=False)
+    return np.asarray(error, dtype=np.float32).reshape(pred.shape[:2])
+
+
+def flip(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> float:
+    """Mean FLIP error over mask pixels (0 = identical)."""
+    return float(flip_map(pred, target)[mask].mean())
+
+
+def all_metrics(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    return {"psnr": psnr(pred, target, mask), "ssim": ssim(pred, target, mask), "flip": flip(pred, target, mask)}

@@ -1,0 +1,267 @@
+"""The quality report: a bank (and its two baselines) against the dataset's Cycles frames.
+
+`write_report` renders every validation and test view with each model, scores them
+(backend.metrics: PSNR, SSIM, FLIP on face pixels), and writes `index.html`, its PNGs and
+`metrics.json` into one folder: per test view the G-buffer, neural frame, Cycles frame and FLIP
+error map; the tile keys; bucket sizes; the share of tiles with unseen keys; the tile-seam ratio
+(squared error on tile-border pixels over squared error inside tiles; 1 means no seams); and the
+neural renderer's time per frame against Cycles' recorded time at the same resolution.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from backend.bank import Bank, load_bank
+from backend.dataset import open_dataset
+from backend.errors import DatasetError
+from backend.evaluation import View, load_views
+from backend.hashing import gbuffer_tile_keys
+from backend.metrics import flip_map, psnr_from_mse, ssim, to_display
+from backend.renderers import get_renderer
+from backend import report_figures as figures
+from backend.training import companion_path
+
+BASELINES = {"single_cost": "one network, same per-pixel cost",
+             "single_params": "one network, same total parameters (width capped)"}
+TIMING_RUNS = 5
+
+
+def find_models(bank_path: Path) -> dict[str, Path]:
+    """The bank plus the baselines `train --baselines` wrote next to it."""
+    models = {"hash_bank": bank_path}
+    for name in BASELINES:
+        path = companion_path(bank_path, f".{name}.nfbank")
+        if path.exists():
+            models[name] = path
+    return models
+
+
+def border_mask(h: int, w: int, tile_size: int) -> np.ndarray:
+    """Pixels on the first or last row/column of their tile."""
+    rows, cols = np.indices((h, w))
+    return (rows % tile_size == 0) | (rows % tile_size == tile_size - 1) | \
+           (cols % tile_size == 0) | (cols % tile_size == tile_size - 1)
+
+
+class Scores:
+    """Pooled and per-view metrics of one model on one split."""
+
+    def __init__(self, tile_size: int):
+        self.tile_size = tile_size
+        self.squared = {"all": 0.0, "border": 0.0, "inside": 0.0}
+        self.count = {"all": 0, "border": 0, "inside": 0}
+        self.per_view: list[dict] = []
+
+    def add(self, view: View, frame: np.ndarray, error_map: np.ndarray) -> dict:
+        mask = view.mask
+        sq = ((to_display(frame) - to_display(view.ground_truth)) ** 2).mean(-1).astype(np.float64)
+        border = border_mask(*mask.shape, self.tile_size)
+        for name, where in (("all", mask), ("border", mask & border), ("inside", mask & ~border)):
+            self.squared[name] += float(sq[where].sum())
+            self.count[name] += int(where.sum())
+        scores = {"index": view.index, "psnr": psnr_from_mse(float(sq[mask].mean())),
+                  "ssim": ssim(frame, view.ground_truth, mask), "flip": float(error_map[mask].mean())}
+        self.per_view.append(scores)
+        return scores
+
+    def summary(self) -> dict:
+        mse = {k: self.squared[k] / max(self.count[k], 1) for k in self.squared}
+        return {
+            "psnr": psnr_from_mse(mse["all"]),  # pooled over every face pixel of the split
+            "psnr_mean_of_views": statistics.fmean(v["psnr"] for v in self.per_view),
+            "ssim": statistics.fmean(v["ssim"] for v in self.per_view),
+            "flip": statistics.fmean(v["flip"] for v in self.per_view),
+            "seam_ratio": mse["border"] / mse["inside"] if mse["inside"] > 0 else None,
+            "views": self.per_view,
+        }
+
+
+def unseen_share(bank: Bank, views: list[View]) -> float:
+    """Share of non-empty tiles whose key had no bucket of its own in training."""
+    seen = unseen = 0
+    for view in views:
+        keys = gbuffer_tile_keys(view.gbuffer, bank.tile_size, bank.bins)
+        keys = keys[keys > 0]
+        known = bank.lut_seen[keys].astype(bool)
+        seen, unseen = seen + int(known.sum()), unseen + int((~known).sum())
+    return unseen / max(seen + unseen, 1)
+
+
+def time_renderer(renderer, views: list[View]) -> float:
+    """Median ms per frame over the views (after one warm-up render)."""
+    renderer.render(views[0].gbuffer)
+    times = []
+    for _ in range(TIMING_RUNS):
+        for view in views:
+            start = time.perf_counter()
+            renderer.render(view.gbuffer)
+            times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def write_report(bank_path, data_dir, out_dir, renderer: str = "torch", device: str = "cpu") -> dict:
+    """Write the report folder (atomically: built beside it, then swapped in); returns metrics.json's dict."""
+    bank_path, out_dir = Path(bank_path), Path(out_dir)
+    dataset = open_dataset(data_dir)
+    splits = {s: dataset.indices(s) for s in ("val", "test")}
+    if not splits["test"]:
+        raise DatasetError(f"{dataset.root}: the dataset has no test samples to report on; generate more samples")
+    models = {name: load_bank(path) for name, path in find_models(bank_path).items()}
+    views = {s: load_views(dataset, ids) for s, ids in splits.items()}
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=out_dir.name + ".", suffix=".tmp", dir=out_dir.parent))
+    try:
+        metrics = _build(work, bank_path, dataset, models, views, renderer, device)
+        (work / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        (work / "index.html").write_text(_html(metrics))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(work, out_dir)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return metrics
+
+
+def _options(name: str, device: str) -> dict:
+    return {"device": device} if name == "torch" else {}
+
+
+def _build(work: Path, bank_path: Path, dataset, models: dict[str, Bank], views: dict, renderer_name: str,
+           device: str) -> dict:
+    bank = models["hash_bank"]
+    results: dict[str, dict] = {}
+    pictures: list[dict] = []
+    for name, model in models.items():
+        renderer = get_renderer(renderer_name, model, **_options(renderer_name, device))
+        results[name] = {"bank": str(find_models(bank_path)[name]), "kind": model.kind, "slots": model.n_slots,
+                         "layers": model.layers, "parameters": int(model.slots.size),
+                         "bytes": int(model.slots.nbytes), "provenance": model.meta.get("provenance", {})}
+        for split, split_views in views.items():
+            if not split_views:
+                continue
+            scores = Scores(bank.tile_size)
+            for view in split_views:
+                frame = renderer.render(view.gbuffer)[..., :3]
+                error = flip_map(frame, view.ground_truth)
+                view_scores = scores.add(view, frame, error)
+                if split == "test" and name == "hash_bank":
+                    pictures.append(_view_pictures(work, view, frame, error, view_scores))
+            results[name][split] = scores.summary()
+    test_views = views["test"]
+    neural_ms = time_renderer(get_renderer(renderer_name, bank, **_options(renderer_name, device)), test_views)
+    cycles_s = statistics.fmean(dataset.record(v.index)["seconds"]["ground_truth"] for v in test_views)
+    width, height = test_views[0].gbuffer.width, test_views[0].gbuffer.height
+    largest = max(test_views, key=lambda v: int(v.mask.sum()))
+    figure_files = _figures(work, bank, results, largest, bank_path)
+    headline = {
+        "test_psnr": results["hash_bank"]["test"]["psnr"],
+        **{f"test_psnr_{name}": results[name]["test"]["psnr"] for name in models if name != "hash_bank"},
+        "unseen_key_share_test": unseen_share(bank, test_views),
+        "seam_ratio_test": results["hash_bank"]["test"]["seam_ratio"],
+        "speedup_vs_cycles": cycles_s * 1e3 / neural_ms,
+    }
+    return {
+        "bank": str(bank_path), "dataset": str(dataset.root), "renderer": renderer_name, "device": device,
+        "metric_notes": "PSNR/SSIM/FLIP on sRGB display images (radiance clipped to [0,1]), face pixels only; "
+                        "PSNR pooled over all face pixels of a split; seam_ratio = squared error on tile-border "
+                        "pixels / inside tiles",
+        "headline": headline,
+        "models": results,
+        "unseen_key_share": {s: unseen_share(bank, v) for s, v in views.items() if v},
+        "fallback": {**bank.meta["fallback"],
+                     "val_psnr_by_mode": bank.meta.get("provenance", {}).get("fallback_val_psnr", {})},
+        "buckets": {"slots": bank.n_slots, "slot_keys": bank.meta["slot_keys"], "slot_pixels": bank.meta["slot_pixels"]},
+        "timing": {"resolution": [width, height], "neural_ms_per_frame": neural_ms, "neural_renderer": renderer_name,
+                   "cycles_s_per_frame": cycles_s,
+                   "cycles_source": "mean ground-truth render seconds of the test samples, recorded in the "
+                                    "dataset manifest by the same machine",
+                   "ratio_cycles_over_neural": cycles_s * 1e3 / neural_ms},
+        "views": pictures,
+        "figures": figure_files,
+    }
+
+
+def _view_pictures(work: Path, view: View, frame: np.ndarray, error: np.ndarray, scores: dict) -> dict:
+    stem = f"test_{view.index:06d}"
+    return {
+        **scores,
+        "gbuffer": figures.save_png(figures.gbuffer_strip(view.gbuffer), work / f"{stem}_gbuffer.png"),
+        "neural": figures.save_png(figures.frame_picture(frame), work / f"{stem}_neural.png"),
+        "cycles": figures.save_png(figures.frame_picture(view.ground_truth), work / f"{stem}_cycles.png"),
+        "error": figures.save_png(figures.error_picture(error, view.mask), work / f"{stem}_error.png"),
+    }
+
+
+def _figures(work: Path, bank: Bank, results: dict, view: View, bank_path: Path) -> dict:
+    keys = gbuffer_tile_keys(view.gbuffer, bank.tile_size, bank.bins)
+    albedo = to_display(view.gbuffer.albedo.transpose(1, 2, 0))
+    seen = bank.lut_seen[keys].astype(bool) | (keys == 0)
+    files = {
+        "keys": figures.save_png(figures.key_picture(keys, seen, albedo.shape[:2], bank.tile_size, albedo),
+                                 work / "tile_keys.png", scale=2),
+        "buckets": figures.bucket_chart(bank.meta["slot_pixels"], work / "bucket_sizes.png"),
+        "seams": figures.bar_chart({n: r["test"]["seam_ratio"] or 0.0 for n, r in results.items()},
+                                   work / "tile_seams.png", "Tile seams on test views",
+                                   "border / inside squared error", reference=1.0),
+        "psnr": figures.bar_chart({n: r["test"]["psnr"] for n, r in results.items()}, work / "psnr.png",
+                                  "Test PSNR (face pixels)", "dB"),
+    }
+    for name in results:
+        curve = companion_path(results[name]["bank"], ".curve.png")
+        if curve.exists():
+            shutil.copy(curve, work / f"curve_{name}.png")
+            files[f"curve_{name}"] = f"curve_{name}.png"
+    return files
+
+
+def _html(m: dict) -> str:
+    esc = html.escape
+    rows = []
+    for name, r in m["models"].items():
+        for split in ("val", "test"):
+            if split in r:
+                s = r[split]
+                seam = "-" if s["seam_ratio"] is None else f"{s['seam_ratio']:.2f}"
+                rows.append(f"<tr><td>{esc(name)}</td><td>{split}</td><td>{s['psnr']:.2f}</td><td>{s['ssim']:.4f}</td>"
+                            f"<td>{s['flip']:.4f}</td><td>{seam}</td><td>{r['slots']}</td><td>{r['parameters']}</td></tr>")
+    t = m["timing"]
+    views = "".join(
+        f"<tr><td>{v['index']}<br>PSNR {v['psnr']:.2f}<br>SSIM {v['ssim']:.3f}<br>FLIP {v['flip']:.3f}</td>"
+        + "".join(f"<td><img src='{v[k]}'></td>" for k in ("gbuffer", "neural", "cycles", "error")) + "</tr>"
+        for v in m["views"])
+    figs = "".join(f"<figure><img src='{f}'><figcaption>{esc(k)}</figcaption></figure>" for k, f in m["figures"].items())
+    unseen = ", ".join(f"{s}: {100 * x:.1f}%" for s, x in m["unseen_key_share"].items())
+    fallback = m["fallback"]
+    measured = ", ".join(f"{mode} {psnr:.2f} dB" for mode, psnr in fallback["val_psnr_by_mode"].items())
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Neural face report</title>
+<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;
+padding:4px 8px}} img{{image-rendering:pixelated;max-width:100%}} figure{{display:inline-block;margin:1em}}
+.views img{{height:192px}}</style></head><body>
+<h1>Neural face report</h1>
+<p>Bank <code>{esc(m['bank'])}</code>, dataset <code>{esc(m['dataset'])}</code>, renderer {esc(m['renderer'])}
+on {esc(m['device'])}.</p>
+<p>{esc(m['metric_notes'])}.</p>
+<h2>Quality</h2>
+<table><tr><th>model</th><th>split</th><th>PSNR dB</th><th>SSIM</th><th>FLIP</th><th>seam ratio</th><th>slots</th>
+<th>parameters</th></tr>{''.join(rows)}</table>
+<p>Tiles with keys unseen in training: {unseen}. Their fallback: <b>{esc(fallback['mode'])}</b>, chosen on the
+validation views ({esc(measured)}).</p>
+<h2>Speed</h2>
+<p>Neural ({esc(t['neural_renderer'])}): {t['neural_ms_per_frame']:.1f} ms per {t['resolution'][0]}x{t['resolution'][1]}
+frame; Cycles: {t['cycles_s_per_frame']:.2f} s per frame ({esc(t['cycles_source'])}).
+Ratio: <b>{t['ratio_cycles_over_neural']:.0f}x</b>.</p>
+<h2>Test views</h2><p>G-buffer (albedo, normal, UV, light passes) | neural | Cycles | FLIP error</p>
+<table class="views">{views}</table>
+<h2>Figures</h2>{figs}
+</body></html>
+"""

@@ -1,0 +1,456 @@
+"""Training: one small MLP per tile-key bucket, all buckets at once, and the two baselines.
+
+The talk's "hash division of labour": each bucket's network sees only its own bucket's pixels.
+Every step samples the same number of pixels from every bucket and trains all networks with one
+batched matmul per layer (backend.stacked_mlp). Baselines get the same pixels per step and the
+same budget: `single_cost` is one network with the same layers (same per-pixel cost),
+`single_params` one network with as many parameters as the whole bank (hidden width capped).
+
+`train(config, on_progress, should_stop)` is the API of the CLI, the HTTP service and the
+Blender Train button. It writes the bank atomically, a checkpoint every `checkpoint_every` steps
+(`--resume` continues from it, so a kill -9 loses at most one interval) and a training-curve PNG.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+import backend
+from backend.atomic import atomic_open, atomic_path
+from backend.bank import (FALLBACK_MODES, OUTPUT_ACTIVATIONS, SHARED_SLOT_KEY, Bank, make_bank, make_meta,
+                          save_bank, slot_size)
+from backend.buckets import Buckets, BucketStore
+from backend.dataset import open_dataset
+from backend.errors import DatasetError, UserError
+from backend.evaluation import load_views, mean_psnr
+from backend.features import N_FEATURES
+from backend.stacked_mlp import StackedMLP
+
+KINDS = ("hash_bank", "single_cost", "single_params")
+LOSS_SPACES = ("log", "tonemap", "linear")
+LOG_EPS = 1e-3  # radiance floor of the log loss: below it, errors are invisible on a display
+DEFAULT_STEPS = 2000
+MIN_BUCKET_SHARE = 0.0025  # default share of the training pixels a key needs for a network of its own
+MIN_PSNR_GAIN = 0.05  # dB an evaluation must gain to count as an improvement for early stopping
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str
+    steps: int | None = None  # stop after this many steps (DEFAULT_STEPS when minutes is unset too)
+    minutes: float | None = None  # or after this much wall time (whichever comes first)
+    device: str = "cpu"
+    seed: int = 0
+    resume: bool = False
+    widths: tuple[int, ...] = (32, 32)
+    lr: float = 5e-3
+    batch: int = 256  # pixels per bucket per step
+    checkpoint_every: int = 200
+    eval_every: int = 100
+    patience: int = 8  # evaluations without improvement before stopping; 0 never stops early
+    kind: str = "hash_bank"
+    loss_space: str = "tonemap"
+    output_activation: str = "exp"
+    fallback: str = "auto"  # nearest_key, shared_network, or auto: the better on validation views
+    min_bucket_pixels: int | None = None  # rarer keys use the fallback; None: MIN_BUCKET_SHARE of all pixels
+    tile_size: int = 16
+    bins: int = 8
+    max_baseline_width: int = 256
+
+    def validate(self) -> None:
+        problems = []
+        if self.kind not in KINDS:
+            problems.append(f"kind {self.kind!r} (choose {', '.join(KINDS)})")
+        if self.loss_space not in LOSS_SPACES:
+            problems.append(f"loss space {self.loss_space!r} (choose {', '.join(LOSS_SPACES)})")
+        if self.output_activation not in OUTPUT_ACTIVATIONS:
+            problems.append(f"output activation {self.output_activation!r}")
+        if self.fallback not in (*FALLBACK_MODES, "auto"):
+            problems.append(f"fallback {self.fallback!r}")
+        if self.steps is not None and self.steps < 1 or self.minutes is not None and self.minutes <= 0:
+            problems.append("steps and minutes must be positive")
+        if not self.widths or min(self.widths) < 1 or min(self.batch, self.checkpoint_every, self.eval_every) < 1:
+            problems.append("widths, batch, checkpoint and evaluation intervals must be positive")
+        if not 1 <= self.bins <= 12 or self.tile_size < 1:
+            problems.append(f"bins {self.bins} (1..12) or tile size {self.tile_size}")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            problems.append("device cuda, but torch sees no CUDA device")
+        if problems:
+            raise UserError("invalid training settings: " + "; ".join(problems))
+
+    @property
+    def layers(self) -> list[int]:
+        return [N_FEATURES, *self.widths, 3]
+
+    @property
+    def step_limit(self) -> int | None:
+        return self.steps if self.steps is not None else (None if self.minutes else DEFAULT_STEPS)
+
+    def fingerprint(self) -> str:
+        """What a checkpoint must agree on to be resumed (everything but the budget and device)."""
+        fixed = {k: v for k, v in dataclasses.asdict(self).items()
+                 if k not in ("steps", "minutes", "device", "resume", "checkpoint_every", "patience", "out")}
+        return hashlib.sha256(json.dumps(fixed, sort_keys=True, default=list).encode()).hexdigest()
+
+
+@dataclass
+class TrainProgress:
+    step: int
+    total_steps: int | None
+    loss: float
+    val_psnr: float | None
+    elapsed_s: float
+    eta_s: float | None
+    phase: str  # "buckets", "train", "validate", "save", "done"
+
+
+@dataclass
+class TrainResult:
+    bank_path: Path | None  # None when cancelled (the checkpoint holds the progress)
+    steps: int
+    val_psnr: float
+    seconds: float
+    stopped_early: bool
+    cancelled: bool
+    curve_path: Path | None
+    checkpoint_path: Path
+    history: list[dict] = field(default_factory=list)
+
+
+def companion_path(bank_path, suffix: str) -> Path:
+    """`out/bank.nfbank` -> `out/bank<suffix>` (checkpoint, curve plot, baselines)."""
+    path = Path(bank_path)
+    return path.with_name(path.name.removesuffix(".nfbank") + suffix)
+
+
+# --- the problem: networks, their pixels and the normalised data --------------------------------
+
+
+@dataclass
+class Problem:
+    """The networks to train: network r samples rows start[r] : start[r] + count[r] of the data."""
+
+    slot_keys: list[int]
+    start: torch.Tensor  # [R] int64 (CPU, for sampling)
+    count: torch.Tensor  # [R] int64
+    pixels_per_network: int
+    layers: list[int]
+    features: torch.Tensor  # [N, L, F] normalised, on the device
+    factor: torch.Tensor  # [N, L, 3]
+    target: torch.Tensor  # [N, 3]
+    feature_mean: np.ndarray
+    feature_std: np.ndarray
+    initial_output: np.ndarray  # [3] typical transfer target / sum(factor)
+
+
+def feature_statistics(buckets: Buckets) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of every feature over the (pixel, light) pairs that carry light."""
+    records = buckets.records
+    lit = records.factor.sum(-1) > 0
+    values = records.features[lit].astype(np.float64)
+    return values.mean(0).astype(np.float32), np.maximum(values.std(0), 1e-2).astype(np.float32)
+
+
+def same_params_width(config: TrainConfig, total_params: int) -> int:
+    """Hidden width of a network with as many hidden layers as config and ~total_params parameters."""
+    width = 1
+    while width < config.max_baseline_width and slot_size([N_FEATURES, *[width + 1] * len(config.widths), 3]) <= total_params:
+        width += 1
+    return width
+
+
+def min_bucket_pixels(config: TrainConfig, total_pixels: int) -> int:
+    if config.min_bucket_pixels is not None:
+        return config.min_bucket_pixels
+    return max(1, math.ceil(MIN_BUCKET_SHARE * total_pixels))
+
+
+def build_problem(buckets: Buckets, config: TrainConfig) -> Problem:
+    total = len(buckets.records)
+    threshold = min_bucket_pixels(config, total)
+    own = buckets.count >= threshold
+    n_hash_networks = int(own.sum()) + 1  # + the shared fallback network
+    layers = config.layers
+    if config.kind == "hash_bank":
+        if not own.any():
+            raise UserError(f"no tile key has {threshold} training pixels (the largest bucket has "
+                            f"{int(buckets.count.max())}); lower --min-bucket-pixels or generate more samples")
+        slot_keys = [*buckets.keys[own].tolist(), SHARED_SLOT_KEY]
+        start = [*buckets.start[own].tolist(), 0]
+        count = [*buckets.count[own].tolist(), total]
+        per_network = config.batch
+    else:  # one network, fed as many pixels per step as the whole hash bank
+        slot_keys, start, count, per_network = [SHARED_SLOT_KEY], [0], [total], config.batch * n_hash_networks
+        if config.kind == "single_params":
+            width = same_params_width(config, n_hash_networks * slot_size(config.layers))
+            layers = [N_FEATURES, *[width] * len(config.widths), 3]
+    mean, std = feature_statistics(buckets)
+    records = buckets.records
+    device = torch.device(config.device)
+    light_sum = records.factor.sum(1).mean(-1)
+    usable = light_sum > 1e-6
+    ratio = np.median(records.target[usable] / light_sum[usable, None], axis=0) if usable.any() else np.full(3, 0.3)
+    return Problem(
+        slot_keys=slot_keys,
+        start=torch.tensor(start, dtype=torch.int64),
+        count=torch.tensor(count, dtype=torch.int64),
+        pixels_per_network=per_network,
+        layers=layers,
+        features=torch.from_numpy((records.features - mean) / std).to(device),
+        factor=torch.from_numpy(records.factor).to(device),
+        target=torch.from_numpy(records.target).to(device),
+        feature_mean=mean,
+        feature_std=std,
+        initial_output=np.clip(ratio, 0.01, 10.0),
+    )
+
+
+def loss_per_network(pred: torch.Tensor, target: torch.Tensor, space: str) -> torch.Tensor:
+    """Mean loss of each network over its pixels, [R]; pred and target are [R, M, 3] radiance."""
+    if space == "log":
+        diff = torch.log(pred + LOG_EPS) - torch.log(target + LOG_EPS)
+    elif space == "tonemap":  # Reinhard then gamma 1/2.2: close to what the display shows
+        diff = (pred / (1 + pred)).clamp_min(1e-8) ** (1 / 2.2) - (target / (1 + target)).clamp_min(1e-8) ** (1 / 2.2)
+    else:
+        diff = pred - target
+    return (diff * diff).mean(dim=(1, 2))
+
+
+# --- banks ---------------------------------------------------------------------------------------
+
+
+def to_bank(model: StackedMLP, problem: Problem, config: TrainConfig, fallback: str, provenance: dict) -> Bank:
+    rows = model.slot_rows()
+    slot_keys = list(problem.slot_keys)
+    pixels = problem.count.tolist()
+    kind = "hash_bank" if config.kind == "hash_bank" else "single_network"
+    if kind == "single_network":
+        fallback = "shared_network"
+    elif fallback == "nearest_key":  # the shared network is not needed
+        rows, slot_keys, pixels = rows[:-1], slot_keys[:-1], pixels[:-1]
+    shared = slot_keys.index(SHARED_SLOT_KEY) if fallback == "shared_network" else None
+    meta = make_meta(problem.layers, slot_keys, pixels, tile_size=config.tile_size, bins=config.bins,
+                     output_activation=config.output_activation, fallback=fallback, shared_slot=shared,
+                     kind=kind, provenance=provenance)
+    return make_bank(rows, problem.feature_mean, problem.feature_std, meta)
+
+
+# --- checkpoints ---------------------------------------------------------------------------------
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    with atomic_open(path) as stream:
+        torch.save(state, stream)
+
+
+def load_checkpoint(path: Path, config: TrainConfig, manifest_sha: str) -> dict | None:
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise UserError(f"{path}: unreadable checkpoint ({exc}); delete it or train without --resume") from exc
+    if state.get("fingerprint") != config.fingerprint() or state.get("manifest_sha256") != manifest_sha:
+        raise UserError(f"{path}: checkpoint was made with other training settings or data; "
+                        "train without --resume to start over")
+    return state
+
+
+# --- the loop ------------------------------------------------------------------------------------
+
+
+def _splits(dataset) -> tuple[list[int], list[int]]:
+    train_ids, val_ids = dataset.indices("train"), dataset.indices("val")
+    if len(dataset) < 2 or not train_ids or not val_ids:
+        raise DatasetError(f"{dataset.root}: training needs at least one train and one val sample; this dataset "
+                           f"has {len(train_ids)} train and {len(val_ids)} val of {len(dataset)} samples. "
+                           "Generate more samples (e.g. --samples 20)")
+    return train_ids, val_ids
+
+
+def manifest_sha256(dataset) -> str:
+    return hashlib.sha256((Path(dataset.root) / "manifest.json").read_bytes()).hexdigest()
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, on_progress, should_stop):
+        self.config = config
+        self.on_progress = on_progress or (lambda progress: None)
+        self.should_stop = should_stop or (lambda: False)
+        self.out = Path(config.out)
+        self.checkpoint_path = companion_path(self.out, ".ckpt")
+        self.started = time.monotonic()
+        self.elapsed_before = 0.0  # seconds spent by runs this one resumes
+
+    @property
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.monotonic() - self.started
+
+    def done_fraction(self, step: int) -> float:
+        """How much of the budget (steps or minutes, whichever runs out first) is spent, 0..1+."""
+        limit, minutes = self.config.step_limit, self.config.minutes
+        return max(step / limit if limit else 0.0, self.elapsed / (60 * minutes) if minutes else 0.0)
+
+    def progress(self, step: int, loss: float, val_psnr, phase: str) -> None:
+        done = self.done_fraction(step)
+        eta = self.elapsed * (1 - done) / done if done > 0 else None
+        self.on_progress(TrainProgress(step, self.config.step_limit, loss, val_psnr, self.elapsed, eta, phase))
+
+    def budget_left(self, step: int) -> bool:
+        return self.done_fraction(step) < 1.0
+
+    def schedule(self, step: int) -> float:
+        """Cosine decay of the learning rate to 5% over the budget."""
+        done = min(self.done_fraction(step), 1.0)
+        return self.config.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * done)))
+
+    def run(self) -> TrainResult:
+        config = self.config
+        config.validate()
+        dataset = open_dataset(config.data)
+        train_ids, val_ids = _splits(dataset)
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        store = BucketStore.beside(self.out, dataset, config.tile_size, config.bins)
+        store.update(train_ids, on_sample=lambda i: self.progress(0, float("nan"), None, "buckets"))
+        problem = build_problem(store.load(train_ids), config)
+        views = load_views(dataset, val_ids)
+        generator = torch.Generator().manual_seed(config.seed)
+        torch.manual_seed(config.seed)
+        model = StackedMLP(len(problem.slot_keys), problem.layers, config.output_activation,
+                           problem.initial_output, generator, config.device)
+        optimizer = torch.optim.Adam(model.params, lr=config.lr)
+        provenance = {"dataset": str(Path(config.data).resolve()), "manifest_sha256": manifest_sha256(dataset),
+                      "seed": config.seed, "device": config.device, "backend_version": backend.__version__,
+                      "model": config.kind, "loss_space": config.loss_space, "batch_per_network": problem.pixels_per_network,
+                      "train_pixels": int(problem.target.shape[0]),
+                      "min_bucket_pixels": min_bucket_pixels(config, int(problem.target.shape[0])),
+                      "train_samples": len(train_ids), "val_samples": len(val_ids)}
+        training_fallback = "nearest_key" if config.fallback == "auto" else config.fallback
+
+        step, history, best = 0, [], {"psnr": -math.inf, "step": 0, "params": model.state()}
+        evals_since_best = 0
+        state = load_checkpoint(self.checkpoint_path, config, provenance["manifest_sha256"]) if config.resume else None
+        if state is not None:
+            model.load_state(state["params"])
+            optimizer.load_state_dict(state["optimizer"])
+            generator.set_state(state["generator"])
+            step, history, best = state["step"], state["history"], state["best"]
+            evals_since_best, self.elapsed_before = state["evals_since_best"], state["elapsed"]
+
+        def checkpoint():
+            save_checkpoint(self.checkpoint_path, {
+                "fingerprint": config.fingerprint(), "manifest_sha256": provenance["manifest_sha256"],
+                "params": model.state(), "optimizer": optimizer.state_dict(),
+                "generator": generator.get_state(), "step": step, "history": history, "best": best,
+                "evals_since_best": evals_since_best, "elapsed": self.elapsed})
+
+        def evaluate():
+            nonlocal best, evals_since_best
+            self.progress(step, loss_value, best["psnr"] if history else None, "validate")
+            psnr = mean_psnr(to_bank(model, problem, config, training_fallback, provenance), views, config.device)
+            history.append({"step": step, "loss": loss_value, "val_psnr": psnr, "seconds": self.elapsed})
+            if psnr > best["psnr"] + MIN_PSNR_GAIN:
+                best, evals_since_best = {"psnr": psnr, "step": step, "params": model.state()}, 0
+            else:
+                evals_since_best += 1
+            return bool(config.patience) and evals_since_best >= config.patience
+
+        loss_value, stopped_early, cancelled = float("nan"), False, False
+        while self.budget_left(step) and not stopped_early:
+            if self.should_stop():
+                cancelled = True
+                break
+            for group in optimizer.param_groups:
+                group["lr"] = self.schedule(step)
+            loss_value = self.train_step(model, optimizer, problem, generator)
+            step += 1
+            if step % config.eval_every == 0:
+                stopped_early = evaluate()
+            if step % config.checkpoint_every == 0:
+                checkpoint()
+            self.progress(step, loss_value, history[-1]["val_psnr"] if history else None, "train")
+        if not cancelled and (not history or history[-1]["step"] != step):
+            evaluate()
+        checkpoint()
+        if cancelled:
+            return TrainResult(None, step, best["psnr"], self.elapsed, stopped_early, True, None,
+                               self.checkpoint_path, history)
+        return self.finish(model, problem, views, best, step, history, provenance, stopped_early)
+
+    def train_step(self, model: StackedMLP, optimizer, problem: Problem, generator: torch.Generator) -> float:
+        """One Adam step of every network on its own freshly sampled pixels; returns the mean loss."""
+        n_networks, m = len(problem.slot_keys), problem.pixels_per_network
+        # Sampled on the CPU generator so a seed gives the same pixels on every device.
+        offsets = (torch.rand(n_networks, m, generator=generator) * problem.count[:, None]).long()
+        rows = (problem.start[:, None] + offsets).to(problem.features.device)
+        x = problem.features[rows]  # [R, M, L, F]
+        n_lights = x.shape[2]
+        transfer = model(x.view(n_networks, m * n_lights, -1)).view(n_networks, m, n_lights, 3)
+        pred = (transfer * problem.factor[rows]).sum(2)
+        losses = loss_per_network(pred, problem.target[rows], self.config.loss_space)
+        optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()  # a sum keeps every network's gradient its own
+        optimizer.step()
+        return float(losses.detach().mean())
+
+    def finish(self, model, problem, views, best, step, history, provenance, stopped_early) -> TrainResult:
+        config = self.config
+        self.progress(step, history[-1]["loss"], best["psnr"], "save")
+        model.load_state(best["params"])
+        fallback = config.fallback
+        if config.kind != "hash_bank":
+            fallback = "shared_network"  # a single network is its own fallback
+        candidates = FALLBACK_MODES if fallback == "auto" else (fallback,)
+        scores = {mode: mean_psnr(to_bank(model, problem, config, mode, provenance), views, config.device)
+                  for mode in candidates}
+        fallback = max(scores, key=scores.get)
+        provenance = {**provenance, "steps": step, "best_step": best["step"], "seconds": round(self.elapsed, 2),
+                      "val_psnr": scores[fallback], "fallback_val_psnr": scores, "stopped_early": stopped_early,
+                      "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                      "history": [{k: round(v, 5) for k, v in h.items()} for h in history]}
+        bank = to_bank(model, problem, config, fallback, provenance)
+        save_bank(bank, self.out)
+        curve = plot_curve(history, companion_path(self.out, ".curve.png"), f"{config.kind} ({self.out.name})")
+        self.progress(step, history[-1]["loss"], scores[fallback], "done")
+        return TrainResult(self.out, step, scores[fallback], self.elapsed, stopped_early, False, curve,
+                           self.checkpoint_path, history)
+
+
+def plot_curve(history: list[dict], path: Path, title: str) -> Path:
+    """Training loss and validation PSNR against steps, as a PNG (written atomically)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [h["step"] for h in history]
+    fig, loss_axis = plt.subplots(figsize=(7, 4))
+    loss_axis.semilogy(steps, [h["loss"] for h in history], color="tab:blue")
+    loss_axis.set_xlabel("step")
+    loss_axis.set_ylabel("training loss", color="tab:blue")
+    psnr_axis = loss_axis.twinx()
+    psnr_axis.plot(steps, [h["val_psnr"] for h in history], color="tab:red", marker=".")
+    psnr_axis.set_ylabel("validation PSNR (dB, face pixels)", color="tab:red")
+    loss_axis.set_title(title)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | None = None,
+          should_stop: Callable[[], bool] | None = None) -> TrainResult:
+    """Train the model of config.kind on config.data and write the bank to config.out."""
+    return Trainer(config, on_progress, should_stop).run()

@@ -1,0 +1,57 @@
+"""The HTML report of a real (tiny) bank and its baselines on the Suzanne dataset."""
+
+import json
+import math
+import re
+
+import pytest
+
+from backend.cli import main
+from backend.training import TrainConfig, companion_path, train
+
+
+@pytest.fixture(scope="module")
+def trained(suzanne_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report_bank") / "bank.nfbank"
+    for kind in ("hash_bank", "single_cost", "single_params"):
+        path = out if kind == "hash_bank" else companion_path(out, f".{kind}.nfbank")
+        train(TrainConfig(data=str(suzanne_dataset), out=str(path), kind=kind, steps=10, eval_every=10, batch=32,
+                          widths=(16, 16), min_bucket_pixels=64, max_baseline_width=64))
+    return out
+
+
+@pytest.mark.slow
+def test_report_has_every_part(trained, suzanne_dataset, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert main(["report", "--bank", str(trained), "--data", str(suzanne_dataset), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "index.html" in printed and "single_cost" in printed and "faster" in printed
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["models"]) == {"hash_bank", "single_cost", "single_params"}
+    for model in metrics["models"].values():
+        for split in ("val", "test"):
+            scores = model[split]
+            assert math.isfinite(scores["psnr"]) and 0 < scores["ssim"] <= 1 and 0 <= scores["flip"] <= 1
+            assert scores["seam_ratio"] is None or scores["seam_ratio"] > 0
+    assert 0 <= metrics["unseen_key_share"]["test"] <= 1
+    timing = metrics["timing"]
+    assert timing["neural_ms_per_frame"] > 0 and timing["ratio_cycles_over_neural"] > 0
+    assert timing["resolution"] == [64, 64]
+    html = (out / "index.html").read_text()
+    images = re.findall(r"src='([^']+)'", html)
+    assert len(metrics["views"]) >= 1 and len(images) >= 4 * len(metrics["views"]) + 4
+    assert all((out / name).is_file() for name in images)
+    for part in ("tile_keys.png", "bucket_sizes.png", "tile_seams.png", "curve_hash_bank.png"):
+        assert part in images
+
+
+def test_report_needs_test_views(trained, suzanne_dataset, tmp_path):
+    manifest = json.loads((suzanne_dataset / "manifest.json").read_text())
+    data = tmp_path / "no_test"
+    data.mkdir()
+    (data / "samples").symlink_to(suzanne_dataset / "samples")
+    manifest["samples"] = [s for s in manifest["samples"] if s["split"] != "test"]
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    out = tmp_path / "report"
+    assert main(["report", "--bank", str(trained), "--data", str(data), "--out", str(out)]) == 2
+    assert not out.exists()

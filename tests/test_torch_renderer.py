@@ -1,0 +1,88 @@
+"""The reference renderer against a pixel-by-pixel numpy transcription of gbuffer.md section 5."""
+
+import numpy as np
+import pytest
+import torch
+
+from backend.bank import random_bank, unpack
+from backend.features import compute_features, light_scale
+from backend.gbuffer import GBuffer, light_pass_planes
+from backend.hashing import gbuffer_tile_keys, pixel_tile_map
+from backend.renderers import get_renderer
+from backend.renderers.auto import choose
+from backend.renderers.torch_renderer import create
+from backend.synthetic import sphere_gbuffer
+
+
+def bank_for(g, activation="exp", every=2, **kwargs):
+    keys = np.unique(gbuffer_tile_keys(g))
+    return random_bank(7, keys[keys > 0][::every], [18, 16, 12, 3], output_activation=activation, **kwargs)
+
+
+def reference_pixel(bank, g, i, j):
+    """Radiance of one pixel, in float64 numpy."""
+    slot = pixel_tile_map(bank.lut[gbuffer_tile_keys(g, bank.tile_size, bank.bins)], g.height, g.width, bank.tile_size)[i, j]
+    features = compute_features(g).numpy().astype(np.float64)
+    scale = light_scale(g).numpy()
+    total = np.zeros(3)
+    for k in range(g.n_lights):
+        x = (features[k, i, j] - bank.feature_mean) / bank.feature_std
+        layers = unpack(bank.slots[slot].astype(np.float64), bank.layers)
+        for n, (w, b) in enumerate(layers):
+            x = x @ w + b
+            if n < len(layers) - 1:
+                x = np.maximum(x, 0)
+        f = np.exp(np.minimum(x, 15)) if bank.output_activation == "exp" else np.maximum(x, 0) + np.log1p(np.exp(-abs(x)))
+        total += g.lights[k, 3:6] * scale[k, i, j] * f
+    return total
+
+
+@pytest.mark.parametrize("activation,dtype", [("exp", "float32"), ("softplus", "float16")])
+def test_matches_reference_on_partial_tiles_and_unseen_keys(activation, dtype):
+    g = sphere_gbuffer(45, 38, n_lights=2, seed=1)  # 3x3 tiles, the last row and column partial
+    bank = bank_for(g, activation, weights_dtype=dtype)
+    frame = create(bank).render(g)
+    assert frame.shape == (45, 38, 4) and frame.dtype == np.float32
+    ys, xs = np.nonzero(g.covered)
+    for i, j in list(zip(ys, xs))[::23] + [(44, 20), (30, 37)]:
+        if g.covered[i, j]:
+            np.testing.assert_allclose(frame[i, j, :3], reference_pixel(bank, g, i, j), rtol=2e-4, atol=1e-6)
+    np.testing.assert_array_equal(frame[~g.covered, :3], g.background.transpose(1, 2, 0)[~g.covered])
+    assert (frame[..., 3] == g.covered).all()
+
+
+def test_lights_add_up():
+    g = sphere_gbuffer(32, 32, n_lights=2, seed=2)
+    bank = bank_for(g, every=1)
+    renderer = create(bank)
+    both = renderer.render(g)
+    singles = []
+    for k in range(2):
+        planes = np.concatenate([g.planes[:12], g.planes[light_pass_planes(k)]])
+        singles.append(renderer.render(GBuffer(planes, g.lights[k : k + 1], g.camera_position)))
+    covered = g.covered
+    np.testing.assert_allclose(both[covered, :3], singles[0][covered, :3] + singles[1][covered, :3], rtol=1e-5)
+
+
+def test_without_background_uncovered_is_black_and_empty_frame_works():
+    g = sphere_gbuffer(20, 20)
+    g.background = None
+    bank = bank_for(g)
+    assert (create(bank).render(g)[~g.covered] == 0).all()
+    g.planes[0] = 0
+    assert (create(bank).render(g) == 0).all()
+
+
+def test_auto_choice_and_registry():
+    name, reason = choose()
+    assert name in ("torch", "pycuda") and reason
+    g = sphere_gbuffer(16, 16)
+    assert get_renderer("torch", bank_for(g)).name == "torch"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu():
+    g = sphere_gbuffer(70, 50, n_lights=2)
+    bank = bank_for(g)
+    np.testing.assert_allclose(create(bank, "cuda").render(g), create(bank).render(g), rtol=1e-4, atol=1e-6)

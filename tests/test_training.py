@@ -1,0 +1,163 @@
+"""Training on the real Suzanne dataset: banks, baselines, determinism, kill -9 + resume, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from backend.bank import SHARED_SLOT_KEY, load_bank, slot_size
+from backend.buckets import PixelRecords
+from backend.errors import DatasetError
+from backend.training import Problem, TrainConfig, Trainer, companion_path, train
+from backend.stacked_mlp import StackedMLP
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = dict(steps=40, eval_every=20, checkpoint_every=20, batch=64, widths=(16, 16), min_bucket_pixels=64)
+
+
+def fast_config(data, out, **changes) -> TrainConfig:
+    return TrainConfig(data=str(data), out=str(out), **{**FAST, **changes})
+
+
+@pytest.mark.slow
+def test_hash_bank_is_written_deterministic_and_reports_progress(suzanne_dataset, tmp_path):
+    progress = []
+    result = train(fast_config(suzanne_dataset, tmp_path / "a" / "bank.nfbank"), on_progress=progress.append)
+    bank = load_bank(result.bank_path)
+    assert bank.kind == "hash_bank" and bank.layers == [18, 16, 16, 3] and not result.cancelled
+    assert np.isfinite(result.val_psnr) and result.steps == 40 and result.curve_path.exists()
+    assert {p.phase for p in progress} >= {"buckets", "train", "validate", "save", "done"}
+    assert progress[-1].step == 40 and progress[-1].total_steps == 40
+    seen = np.nonzero(bank.lut_seen)[0].tolist()
+    assert sorted(k for k in bank.meta["slot_keys"] if k != SHARED_SLOT_KEY) == seen
+    assert min(bank.meta["slot_pixels"]) >= 64
+    provenance = bank.meta["provenance"]
+    assert provenance["steps"] == 40 and set(provenance["fallback_val_psnr"]) == {"nearest_key", "shared_network"}
+    assert provenance["val_psnr"] == max(provenance["fallback_val_psnr"].values())
+
+    again = train(fast_config(suzanne_dataset, tmp_path / "b" / "bank.nfbank"))
+    assert np.array_equal(load_bank(again.bank_path).slots, bank.slots)
+
+
+def test_networks_train_independently():
+    """Changing one bucket's pixels leaves every other bucket's network bit-for-bit the same."""
+    def problem(noise: float) -> Problem:
+        rng = np.random.default_rng(0)
+        n = 600
+        features = rng.normal(size=(n, 1, 18)).astype(np.float32)
+        target = np.abs(rng.normal(size=(n, 3))).astype(np.float32)
+        target[300:] += noise  # only the second bucket's data changes
+        records = PixelRecords(np.repeat([3 | 3 << 8, 5 | 5 << 8], 300), features, np.ones((n, 1, 3), np.float32), target)
+        return Problem([3 | 3 << 8, 5 | 5 << 8], torch.tensor([0, 300]), torch.tensor([300, 300]), 32, [18, 8, 3],
+                       torch.from_numpy(features), torch.from_numpy(records.factor), torch.from_numpy(target),
+                       np.zeros(18, np.float32), np.ones(18, np.float32), np.full(3, 0.5))
+
+    def run(p: Problem) -> np.ndarray:
+        generator = torch.Generator().manual_seed(1)
+        model = StackedMLP(2, p.layers, "exp", p.initial_output, generator, "cpu")
+        optimizer = torch.optim.Adam(model.params, lr=1e-2)
+        trainer = Trainer(TrainConfig(data="", out="unused"), None, None)
+        for _ in range(20):
+            trainer.train_step(model, optimizer, p, generator)
+        return model.slot_rows()
+
+    a, b = run(problem(0.0)), run(problem(5.0))
+    assert np.array_equal(a[0], b[0]) and not np.array_equal(a[1], b[1])
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_matches_an_uninterrupted_run(suzanne_dataset, tmp_path):
+    args = ["train", "--data", str(suzanne_dataset), "--steps", "1500", "--checkpoint-every", "10", "--eval-every", "500",
+            "--batch", "32", "--widths", "16,16", "--min-bucket-pixels", "64", "--patience", "0"]
+    killed = tmp_path / "killed" / "bank.nfbank"
+    checkpoint = companion_path(killed, ".ckpt")
+    process = subprocess.Popen([sys.executable, "-m", "backend", *args, "--out", str(killed)], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.2)  # die between two checkpoints
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert checkpoint.exists() and not killed.exists(), "the run finished before it could be killed"
+    step = torch.load(checkpoint, weights_only=False)["step"]
+    assert 10 <= step < 1500
+
+    resumed = subprocess.run([sys.executable, "-m", "backend", *args, "--out", str(killed), "--resume"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    straight = tmp_path / "straight" / "bank.nfbank"
+    subprocess.run([sys.executable, "-m", "backend", *args, "--out", str(straight)], cwd=ROOT, check=True,
+                   capture_output=True, timeout=300)
+    assert np.array_equal(load_bank(killed).slots, load_bank(straight).slots)
+
+
+@pytest.mark.slow
+def test_baselines_same_budget(suzanne_dataset, tmp_path):
+    out = tmp_path / "bank.nfbank"
+    result = subprocess.run([sys.executable, "-m", "backend", "train", "--data", str(suzanne_dataset), "--out", str(out),
+                             "--steps", "20", "--eval-every", "10", "--batch", "32", "--widths", "16,16",
+                             "--min-bucket-pixels", "64", "--baselines"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    bank = load_bank(out)
+    cost, params = (load_bank(companion_path(out, f".{k}.nfbank")) for k in ("single_cost", "single_params"))
+    assert cost.kind == params.kind == "single_network" and cost.n_slots == params.n_slots == 1
+    assert cost.layers == bank.layers
+    hash_networks = len([k for k in bank.meta["slot_keys"] if k != SHARED_SLOT_KEY]) + 1
+    total = hash_networks * slot_size(bank.layers)
+    assert slot_size(params.layers) <= total < slot_size([18, params.layers[1] + 1, params.layers[1] + 1, 3])
+    for baseline in (cost, params):
+        provenance = baseline.meta["provenance"]
+        assert provenance["steps"] == 20 and provenance["batch_per_network"] == 32 * hash_networks
+        assert (baseline.lut[1:] == 0).all()
+
+
+def test_too_small_dataset_is_refused_and_nothing_written(suzanne_dataset, tmp_path):
+    small = tmp_path / "one_sample"
+    (small / "samples").mkdir(parents=True)
+    manifest = json.loads((Path(suzanne_dataset) / "manifest.json").read_text())
+    manifest["samples"] = manifest["samples"][:1]
+    (small / "manifest.json").write_text(json.dumps(manifest))
+    out = tmp_path / "out" / "bank.nfbank"
+    with pytest.raises(DatasetError, match="at least one train and one val"):
+        train(fast_config(small, out))
+    assert not out.exists()
+    manifest["samples"] = []
+    (small / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(DatasetError, match="one_sample"):
+        train(fast_config(small, out))
+
+
+def test_cancel_keeps_a_checkpoint_and_writes_no_bank(suzanne_dataset, tmp_path):
+    out = tmp_path / "bank.nfbank"
+    calls = []
+    result = train(fast_config(suzanne_dataset, out, steps=1000), should_stop=lambda: calls.append(1) or len(calls) > 5)
+    assert result.cancelled and result.bank_path is None and not out.exists()
+    assert result.steps == 5 and result.checkpoint_path.exists()
+
+
+def test_bucket_store_only_processes_new_samples(suzanne_dataset, tmp_path):
+    from backend.buckets import BucketStore
+    from backend.dataset import open_dataset
+
+    dataset = open_dataset(suzanne_dataset)
+    train_ids = dataset.indices("train")
+    store = BucketStore.beside(tmp_path / "bank.nfbank", dataset, 16, 8)
+    assert store.update(train_ids[:3]) == train_ids[:3]
+    first = {i: store.sample_path(i).stat().st_mtime_ns for i in train_ids[:3]}
+    reopened = BucketStore.beside(tmp_path / "bank.nfbank", dataset, 16, 8)
+    assert reopened.update(train_ids) == train_ids[3:]
+    assert all(reopened.sample_path(i).stat().st_mtime_ns == t for i, t in first.items())
+    buckets = reopened.load(train_ids)
+    assert (np.diff(buckets.records.keys) >= 0).all() and buckets.count.sum() == len(buckets.records)
+    total = sum(int(dataset.load_gbuffer(i).covered.sum()) for i in train_ids)
+    assert len(buckets.records) == total
+    assert BucketStore.beside(tmp_path / "bank.nfbank", dataset, 8, 8).update(train_ids[:1]) == train_ids[:1]
