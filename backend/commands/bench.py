@@ -1,0 +1,271 @@
+"""`python -m backend bench`: milliseconds per frame of each renderer on the same bank and G-buffers.
+
+Frames are the analytic sphere G-buffer (backend.synthetic) at each size; the bank is the one given
+or a random bank with a network for every tile key those frames contain. For each size and
+renderer it prints ms/frame (median), the ratio to the torch renderer measured in the same run,
+and on CUDA the kernel's achieved bandwidth and FLOP/s as a share of the device's peak (the peak
+figures and how they were derived are printed). The last block compares the hash bank with a
+one-network bank at the largest size: what per-tile routing costs.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from backend.errors import UserError
+
+HELP = "Print renderer speed figures"
+RENDERER_CHOICES = ("torch", "pycuda", "emulated", "all")
+GPU_SIZES = "512,1920x1080,3840x2160"
+CPU_SIZES = "256,512"
+EMULATED_MAX_PIXELS = 1024 * 1024  # beyond this the CPU emulation takes minutes: skipped under "all"
+DEFAULT_LAYERS = (18, 32, 32, 3)
+FP32_LANES_PER_SM = {(7, 0): 64, (7, 5): 64, (8, 0): 64}  # every later architecture: 128
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--bank", help="weight bank (.nfbank); default: a random bank over the frames' tile keys")
+    parser.add_argument("--renderer", choices=RENDERER_CHOICES, default="all",
+                        help="renderer(s) to time (default all that this machine can run)")
+    parser.add_argument("--sizes", help=f"comma-separated N (NxN) or WxH; default {GPU_SIZES} with CUDA, "
+                                        f"else {CPU_SIZES}")
+    parser.add_argument("--lights", type=int, default=1, help="lights per frame (default 1)")
+    parser.add_argument("--seconds", type=float, default=1.0, help="time spent per measurement (default 1)")
+
+
+def parse_sizes(text: str) -> list[tuple[int, int]]:
+    """"512,1920x1080" -> [(512, 512), (1920, 1080)] as (width, height)."""
+    sizes = []
+    for item in text.split(","):
+        parts = item.strip().lower().split("x")
+        try:
+            w, h = (int(parts[0]), int(parts[0])) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
+        except (ValueError, IndexError):
+            raise UserError(f"--sizes: {item!r} is not N or WxH") from None
+        if w < 1 or h < 1 or len(parts) > 2:
+            raise UserError(f"--sizes: {item!r} is not a positive N or WxH")
+        sizes.append((w, h))
+    return sizes
+
+
+def median_ms(fn, seconds: float, sync=lambda: None) -> float:
+    """Median wall time of fn() in ms (after one warm-up, `sync` waits for the device)."""
+
+    def wall_ms() -> float:
+        start = time.perf_counter()
+        fn()
+        sync()
+        return (time.perf_counter() - start) * 1e3
+
+    return median_of(wall_ms, seconds)
+
+
+def median_of(measure_ms, seconds: float) -> float:
+    """Median of measure_ms() over about `seconds` (3 to 100 runs), after one warm-up run."""
+    measure_ms()
+    times = []
+    deadline = time.perf_counter() + seconds
+    while len(times) < 3 or (time.perf_counter() < deadline and len(times) < 100):
+        times.append(measure_ms())
+    return statistics.median(times)
+
+
+@dataclass
+class Work:
+    """What shading one frame must move and compute, independent of the renderer."""
+
+    bytes: float  # G-buffer planes read + background + output + one network load per shaded tile
+    flops: float  # MLP multiply-adds x 2 over covered pixels and lights
+    shaded_tiles: int
+    slots_used: int
+
+    @classmethod
+    def of(cls, bank, gbuffer) -> "Work":
+        from backend.hashing import gbuffer_tile_keys
+
+        slots = bank.lut[gbuffer_tile_keys(gbuffer, bank.tile_size, bank.bins)]
+        shaded = int((slots >= 0).sum())
+        covered = int(gbuffer.covered.sum())
+        pixels = gbuffer.height * gbuffer.width
+        layers = bank.layers
+        macs = sum(i * o for i, o in zip(layers[:-1], layers[1:]))
+        planes_per_covered = gbuffer.planes.shape[0] - 3  # mask, u, v are read for every pixel
+        gbuffer_bytes = 4 * (3 * pixels + planes_per_covered * covered)
+        background_bytes = 0 if gbuffer.background is None else 12 * pixels
+        weights_bytes = shaded * bank.slots.shape[1] * bank.slots.dtype.itemsize
+        return cls(gbuffer_bytes + background_bytes + 16 * pixels + weights_bytes,
+                   2.0 * macs * covered * gbuffer.n_lights, shaded, len(np.unique(slots[slots >= 0])))
+
+
+@dataclass
+class Peak:
+    bandwidth: float  # bytes/s
+    flops: float  # fp32 FLOP/s
+    how: str
+
+
+def cuda_peak() -> Peak | None:
+    """Device 0's DRAM bandwidth and fp32 peak from its attributes (needs pycuda)."""
+    try:
+        from backend.renderers.pycuda_renderer import cuda_driver
+
+        cuda = cuda_driver()
+    except UserError:
+        return None
+    device = cuda.Device(0)
+    a = cuda.device_attribute
+    mem_khz, bus_bits = device.get_attribute(a.MEMORY_CLOCK_RATE), device.get_attribute(a.GLOBAL_MEMORY_BUS_WIDTH)
+    sms, core_khz = device.get_attribute(a.MULTIPROCESSOR_COUNT), device.get_attribute(a.CLOCK_RATE)
+    lanes = FP32_LANES_PER_SM.get(device.compute_capability(), 128)
+    bandwidth = 2 * mem_khz * 1e3 * bus_bits / 8
+    flops = sms * lanes * 2 * core_khz * 1e3
+    how = (f"{device.name()}: peak {bandwidth / 1e9:.0f} GB/s (2 x {mem_khz / 1e3:.0f} MHz x {bus_bits}-bit bus), "
+           f"{flops / 1e12:.1f} TFLOP/s fp32 ({sms} SMs x {lanes} lanes x 2 x {core_khz / 1e3:.0f} MHz boost)")
+    return Peak(bandwidth, flops, how)
+
+
+def torch_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def pycuda_available() -> bool:
+    from backend.renderers.pycuda_renderer import cuda_driver
+
+    try:
+        cuda_driver()
+    except UserError:
+        return False
+    return True
+
+
+def random_bench_bank(frames, like=None):
+    """Random bank with a network per tile key of the frames, or with `like`'s shape and one shared network."""
+    from backend.bank import random_bank
+    from backend.hashing import gbuffer_tile_keys
+
+    if like is not None:
+        return random_bank(0, [], like.layers, bins=like.bins, tile_size=like.tile_size,
+                           output_activation=like.output_activation, fallback="shared_network")
+    keys = np.unique(np.concatenate([gbuffer_tile_keys(g).ravel() for g in frames]))
+    return random_bank(0, keys[keys > 0], list(DEFAULT_LAYERS))
+
+
+# The kernel's compile-time switches, timed side by side so the faster one can be kept.
+PYCUDA_VARIANTS = {
+    "pycuda": {},
+    "pycuda-fp16w": {"weights": "float16"},  # half the shared memory and L2 traffic per network
+    "pycuda-occ2": {"min_blocks_per_sm": 2},  # two resident blocks per SM, fewer registers per thread
+}
+
+
+def make_renderers(names, bank):
+    """[(label, renderer, sync)] for the requested renderer names (pycuda: each kernel variant)."""
+    from backend.renderers import get_renderer
+
+    made = []
+    for name in names:
+        if name == "torch":
+            device = torch_device()
+            sync = lambda: None
+            if device == "cuda":
+                import torch
+
+                sync = torch.cuda.synchronize
+            made.append((f"torch-{device}", get_renderer("torch", bank, device=device), sync))
+        elif name == "pycuda":
+            made += [(label, get_renderer("pycuda", bank, **options), lambda: None)
+                     for label, options in PYCUDA_VARIANTS.items()]
+        else:
+            made.append((name, get_renderer(name, bank), lambda: None))
+    return made
+
+
+def kernel_ms(renderer, gbuffer, seconds: float) -> float:
+    """Median device time of the pycuda kernel alone (G-buffer already uploaded), in ms, by CUDA events."""
+    cuda = renderer.cuda
+    renderer.upload(gbuffer)
+    with renderer.active():
+        start, end = cuda.Event(), cuda.Event()
+
+        def event_ms() -> float:
+            start.record()
+            renderer.launch()
+            end.record()
+            end.synchronize()
+            return end.time_since(start)
+
+        return median_of(event_ms, seconds)
+
+
+def skipped(label: str, size, args) -> bool:
+    """The CPU emulation is left out of large frames unless asked for by name."""
+    return label == "emulated" and args.renderer == "all" and size[0] * size[1] > EMULATED_MAX_PIXELS
+
+
+def run(args) -> int:
+    from backend.bank import bank_summary, load_bank
+    from backend.synthetic import sphere_gbuffer
+
+    if args.lights < 1:
+        raise UserError("--lights must be at least 1")
+    has_cuda = pycuda_available() or torch_device() == "cuda"
+    sizes = parse_sizes(args.sizes or (GPU_SIZES if has_cuda else CPU_SIZES))
+    names = ["torch", "pycuda", "emulated"] if args.renderer == "all" else [args.renderer]
+    if args.renderer == "all" and not pycuda_available():
+        names.remove("pycuda")
+        print("pycuda: skipped (no PyCUDA or no CUDA device)")
+    frames = [sphere_gbuffer(h, w, n_lights=args.lights, seed=0) for w, h in sizes]
+    bank = load_bank(args.bank) if args.bank else random_bench_bank(frames)
+    print(f"bank: {'random, ' if not args.bank else args.bank + ': '}{bank_summary(bank)}")
+    peak = cuda_peak() if has_cuda else None
+    if peak:
+        print(f"device: {peak.how}")
+    print("work per frame: bytes = G-buffer planes read + background + RGBA out + one network per shaded tile; "
+          "FLOPs = 2 x MLP multiply-adds x covered pixels x lights")
+    renderers = make_renderers(names, bank)
+    header = f"{'size':>10} {'covered':>9} {'tiles':>6} {'slots':>5}  {'renderer':<12} {'ms/frame':>9} {'ns/px':>6} " \
+             f"{'vs torch':>9} {'kernel ms':>9} {'GB/s':>7} {'%bw':>5} {'GFLOP/s':>8} {'%fp32':>6}"
+    print(header)
+    for (w, h), gbuffer in zip(sizes, frames):
+        work = Work.of(bank, gbuffer)
+        torch_ms = None
+        for label, renderer, sync in renderers:
+            if skipped(label, (w, h), args):
+                continue
+            ms = median_ms(lambda: renderer.render(gbuffer), args.seconds, sync)
+            torch_ms = ms if label.startswith("torch") else torch_ms
+            ratio = f"{torch_ms / ms:8.1f}x" if torch_ms and not label.startswith("torch") else f"{'':>9}"
+            line = (f"{w:>5}x{h:<4} {int(gbuffer.covered.sum()):>9} {work.shaded_tiles:>6} {work.slots_used:>5}  "
+                    f"{label:<12} {ms:9.2f} {ms * 1e6 / (w * h):6.1f} {ratio}")
+            on_pycuda = label.startswith("pycuda")
+            timed_ms = kernel_ms(renderer, gbuffer, args.seconds) if on_pycuda else ms
+            if peak and (on_pycuda or label == "torch-cuda"):
+                bw, fl = work.bytes / (timed_ms * 1e-3), work.flops / (timed_ms * 1e-3)
+                kernel = f"{timed_ms:9.3f}" if on_pycuda else f"{'':>9}"
+                line += (f" {kernel} {bw / 1e9:7.1f} {100 * bw / peak.bandwidth:5.1f} {fl / 1e9:8.1f} "
+                         f"{100 * fl / peak.flops:6.2f}")
+            print(line, flush=True)
+    print("vs torch: torch renderer time / this renderer's time, same bank and frame, this run. GB/s and "
+          "GFLOP/s use the kernel-only time for pycuda and the whole frame for torch-cuda. "
+          "pycuda-fp16w: weights stored as fp16; pycuda-occ2: registers capped for 2 blocks per SM.")
+    largest = max(range(len(sizes)), key=lambda i: sizes[i][0] * sizes[i][1])
+    routing_cost(renderers, names, bank, frames[largest], sizes[largest], args)
+    return 0
+
+
+def routing_cost(renderers, names, bank, gbuffer, size, args) -> None:
+    """Hash bank vs a one-network bank of the same layers on the largest frame."""
+    single = random_bench_bank([gbuffer], like=bank)
+    print(f"routing: {size[0]}x{size[1]}, {Work.of(bank, gbuffer).slots_used} networks vs 1 network of the same layers")
+    for (label, renderer, sync), (_, single_renderer, _) in zip(renderers, make_renderers(names, single)):
+        if skipped(label, size, args):
+            continue
+        routed = median_ms(lambda: renderer.render(gbuffer), args.seconds, sync)
+        shared = median_ms(lambda: single_renderer.render(gbuffer), args.seconds, sync)
+        print(f"  {label:<12} {routed:9.2f} ms with routing, {shared:9.2f} ms with one network ({routed / shared:.2f}x)")

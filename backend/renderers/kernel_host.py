@@ -1,0 +1,91 @@
+"""What the two hosts of kernels/tile_kernel.cu (PyCUDA and the CPU emulator) share: the bank in the
+layout the kernel reads, the launch grid, and the checks that must pass before any launch, so a bad
+input is a clear error and never an out-of-bounds read on the device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from backend.bank import Bank, check_bank
+from backend.errors import BankError, GBufferError
+from backend.gbuffer import FIXED_PLANES, LIGHT_FIELDS, PLANES_PER_LIGHT, GBuffer
+from backend.kernel_build import KernelBuildError, KernelConfig
+
+MAX_GRID_Y = 65535  # CUDA's limit on gridDim.y (tile rows)
+
+
+@dataclass(frozen=True)
+class KernelBank:
+    """A bank as the kernel reads it: slot rows padded to 16 bytes, in the kernel's weight dtype."""
+
+    config: KernelConfig
+    slots: np.ndarray  # [S, config.slot_stride] float32 or float16
+    lut: np.ndarray  # [4**bins] int32
+    feature_mean: np.ndarray  # [18] float32
+    feature_std: np.ndarray  # [18] float32
+
+
+def kernel_bank(bank: Bank, weights: str = "bank", min_blocks_per_sm: int = 1) -> KernelBank:
+    """Lay the bank out for the kernel. weights: "bank" keeps its dtype, "float16" halves fp32 weights.
+
+    The bank is checked first (shapes, lookup table within the slots): the device trusts every index.
+    """
+    check_bank(bank)
+    if weights not in ("bank", "float16"):
+        raise BankError(f"weights must be 'bank' or 'float16', got {weights!r}")
+    if bank.meta.get("hidden_activation", "relu") != "relu":
+        raise BankError(f"the kernel implements ReLU hidden layers, the bank uses {bank.meta['hidden_activation']!r}")
+    config = KernelConfig.from_bank(bank, min_blocks_per_sm=min_blocks_per_sm)
+    if weights == "float16":
+        config = KernelConfig(config.layers, config.tile_size, config.bins, config.output_activation, True,
+                              min_blocks_per_sm)
+    try:
+        config.check_fits()
+    except KernelBuildError as exc:
+        raise BankError(str(exc)) from exc
+    dtype = np.float16 if config.weights_half else np.float32
+    slots = np.zeros((bank.n_slots, config.slot_stride), dtype=dtype)
+    slots[:, : config.slot_params] = bank.slots
+    return KernelBank(config, slots, np.ascontiguousarray(bank.lut, dtype=np.int32),
+                      np.ascontiguousarray(bank.feature_mean, dtype=np.float32),
+                      np.ascontiguousarray(bank.feature_std, dtype=np.float32))
+
+
+def launch_grid(gbuffer: GBuffer, config: KernelConfig) -> tuple[int, int, int]:
+    """(tile columns, tile rows, 1): one block per tile."""
+    t = config.tile_size
+    return -(-gbuffer.width // t), -(-gbuffer.height // t), 1
+
+
+def check_gbuffer(gbuffer: GBuffer, config: KernelConfig) -> None:
+    """GBufferError unless every array the kernel indexes has the shape, dtype and layout it assumes."""
+    if not isinstance(gbuffer, GBuffer):
+        raise GBufferError(f"expected a backend.gbuffer.GBuffer, got {type(gbuffer).__name__}")
+    where = gbuffer.source
+    arrays = {"planes": gbuffer.planes, "lights": gbuffer.lights, "camera_position": gbuffer.camera_position}
+    if gbuffer.background is not None:
+        arrays["background"] = gbuffer.background
+    for name, array in arrays.items():
+        if not isinstance(array, np.ndarray) or array.dtype != np.float32 or not array.flags.c_contiguous:
+            kind = getattr(array, "dtype", type(array).__name__)
+            raise GBufferError(f"{where}: {name} must be a C-contiguous float32 numpy array, got {kind}")
+    planes, lights = gbuffer.planes, gbuffer.lights
+    if planes.ndim != 3 or planes.shape[1] == 0 or planes.shape[2] == 0:
+        raise GBufferError(f"{where}: planes must be [C, H, W] with H, W > 0, got {planes.shape}")
+    if lights.ndim != 2 or lights.shape[0] < 1 or lights.shape[1] != LIGHT_FIELDS:
+        raise GBufferError(f"{where}: lights must be [L >= 1, {LIGHT_FIELDS}], got {lights.shape}")
+    channels = FIXED_PLANES + PLANES_PER_LIGHT * lights.shape[0]
+    if planes.shape[0] != channels:
+        raise GBufferError(f"{where}: {planes.shape[0]} planes for {lights.shape[0]} light(s); the kernel reads "
+                           f"{channels} (12 fixed + 3 per light)")
+    if gbuffer.camera_position.shape != (3,):
+        raise GBufferError(f"{where}: camera_position must have 3 values, got {gbuffer.camera_position.shape}")
+    _, h, w = planes.shape
+    if gbuffer.background is not None and gbuffer.background.shape != (3, h, w):
+        raise GBufferError(f"{where}: background is {gbuffer.background.shape}, expected (3, {h}, {w})")
+    tile_rows = -(-h // config.tile_size)
+    if tile_rows > MAX_GRID_Y:
+        raise GBufferError(f"{where}: {w}x{h} is too large for one launch ({tile_rows} tile rows, at most {MAX_GRID_Y})")
