@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 OUT ?= out
 
-.PHONY: setup demo test addon bench bench-dataset bench-render example clean
+.PHONY: setup demo test addon bench bench-dataset bench-preview example clean
 
 setup: $(STAMP)
 
@@ -35,6 +35,9 @@ bench-dataset: setup
 
 bench: setup
 	$(PY) -m backend bench
+
+bench-preview: setup
+	$(PY) benchmarks/bench_preview.py
 
 clean:
 	rm -rf build dist out kernels/build

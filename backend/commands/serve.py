@@ -1,0 +1,76 @@
+"""`python -m backend serve`: run the add-on's HTTP service (FastAPI + uvicorn), loopback only by default."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+from backend.atomic import write_text_atomic
+from backend.errors import UserError
+
+HELP = "Run the local HTTP service the Blender add-on talks to"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="interface to bind (default 127.0.0.1; reach a remote box through an SSH tunnel)")
+    parser.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
+    parser.add_argument("--token", help="bearer token clients must send (default: $NEURAL_FACE_TOKEN, "
+                                        "else a new random one)")
+    parser.add_argument("--token-file", type=Path, default=Path.home() / ".config" / "neural-face" / "token",
+                        help="where the token is written, mode 0600 (default ~/.config/neural-face/token)")
+    parser.add_argument("--allow", type=Path, action="append", default=[], metavar="DIR",
+                        help="folder the service may read and write (repeatable; default the current folder)")
+    parser.add_argument("--work-dir", type=Path, help="folder for frames and uploads (default a new temp folder)")
+    parser.add_argument("--max-upload-mb", type=int, default=512, help="largest file upload accepted (MiB)")
+    parser.add_argument("--ready-file", type=Path,
+                        help="write {\"url\", \"pid\"} as JSON here once listening (used by the add-on)")
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        raise UserError(f"cannot listen on {host}:{port}: {exc.strerror}; pick another --port") from None
+    sock.listen(128)
+    return sock
+
+
+def run(args) -> int:
+    import uvicorn
+
+    from backend.service import Settings, create_app
+    from backend.service.settings import TOKEN_ENV, write_token_file
+
+    allowed = args.allow or [Path.cwd()]
+    for folder in allowed:
+        if not folder.is_dir():
+            raise UserError(f"--allow {folder}: not a folder")
+    token = args.token or os.environ.get(TOKEN_ENV)
+    extra = {"token": token} if token else {}
+    if args.work_dir:
+        extra["work_folder"] = args.work_dir
+    settings = Settings(host=args.host, port=args.port, allowed_folders=allowed,
+                        max_upload_bytes=args.max_upload_mb * 1024 * 1024, **extra)
+    write_token_file(args.token_file, settings.token)
+
+    sock = _bind(settings.host, settings.port)  # bound before uvicorn starts, so port 0 is known
+    port = sock.getsockname()[1]
+    url_host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    url = f"http://{url_host}:{port}"
+    if settings.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: listening on {settings.host}, not loopback: anyone who can reach it and has the "
+              f"token can read and write the allowed folders")
+    print(f"Neural Face service at {url}")
+    print(f"token written to {args.token_file} (send 'Authorization: Bearer <token>')")
+    print("allowed folders: " + ", ".join(str(p) for p in settings.allowed_folders))
+    if args.ready_file:
+        write_text_atomic(args.ready_file, json.dumps({"url": url, "pid": os.getpid()}))
+    config = uvicorn.Config(create_app(settings), log_level="warning", access_log=False)
+    uvicorn.Server(config).run(sockets=[sock])
+    return 0

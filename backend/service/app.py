@@ -1,0 +1,198 @@
+"""The FastAPI application: health, training jobs, rendering, and file transfer for remote clients.
+
+Paths in requests are confined to the configured folders (403 otherwise). Every user-facing
+problem becomes a 4xx answer `{"detail": message}`; a 500 means a bug in the service.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+
+from backend import __version__
+from backend.atomic import atomic_open, write_bytes_atomic
+from backend.errors import UserError
+from backend.service.jobs import JobConflict, Jobs, TrainingJob
+from backend.service.schemas import (
+    ErrorBody, Health, JobStatus, RenderRequest, RenderResult, StoredFile, TrainRequest,
+)
+from backend.service.security import PathRefused, TokenMiddleware, confine
+from backend.service.settings import Settings
+
+FILE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+DEFAULT_FRAME = "frame.npy"  # each render without `out` replaces the last one
+
+
+class NotFound(Exception):
+    """A file or job the request names does not exist (answered with 404)."""
+
+
+def _errors(*codes: int) -> dict:
+    described = {401: "missing or wrong token", 403: "path outside the allowed folders", 404: "not found",
+                 409: "conflicts with a running job", 413: "request too large",
+                 422: "malformed or unusable input"}
+    documented = {code: {"model": ErrorBody, "description": described[code]} for code in (401, 422, *codes)}
+    return {**documented, 413: {"description": described[413]}}
+
+
+class RendererCache:
+    """Keeps the last bank's renderer, so a live preview does not reload the bank for every frame."""
+
+    def __init__(self):
+        self._key = None
+        self._renderer = None
+        self.lock = threading.Lock()  # one frame at a time: renderers keep per-frame buffers
+
+    def get(self, bank_path: Path, renderer_name: str):
+        """The renderer for this bank file (reloaded when the file changes); call with `lock` held."""
+        from backend.bank import load_bank
+        from backend.renderers import get_renderer
+
+        key = (bank_path, bank_path.stat().st_mtime_ns, renderer_name)
+        if key != self._key:
+            self._renderer = get_renderer(renderer_name, load_bank(bank_path))
+            self._key = key
+        return self._renderer
+
+
+def _existing(path: str, settings: Settings, what: str) -> Path:
+    resolved = confine(path, settings)
+    if not resolved.exists():
+        raise NotFound(f"{what} not found: {resolved}")
+    return resolved
+
+
+def _write_frame(frame: np.ndarray, out: Path) -> None:
+    with atomic_open(out) as stream:
+        np.save(stream, np.ascontiguousarray(frame, dtype=np.float32))
+
+
+def create_app(settings: Settings) -> FastAPI:
+    jobs = Jobs()
+    renderers = RendererCache()
+    settings.files_folder.mkdir(parents=True, exist_ok=True)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        jobs.cancel_all()
+        if settings.temporary_work_folder:
+            shutil.rmtree(settings.work_folder, ignore_errors=True)
+
+    app = FastAPI(title="Neural Face service", version=__version__, lifespan=lifespan,
+                  max_body_size=settings.max_json_bytes,
+                  description="Local service of the Neural Face Blender add-on: trains weight banks and "
+                              "shades G-buffers. Every request needs `Authorization: Bearer <token>`.")
+    app.add_middleware(TokenMiddleware, token=settings.token)
+
+    def detail(status: int, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    app.add_exception_handler(PathRefused, lambda req, exc: detail(403, exc))
+    app.add_exception_handler(NotFound, lambda req, exc: detail(404, exc))
+    app.add_exception_handler(JobConflict, lambda req, exc: detail(409, exc))
+    app.add_exception_handler(UserError, lambda req, exc: detail(422, exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg', 'invalid')}" for err in exc.errors()
+        )
+        return JSONResponse({"detail": problems or "invalid request"}, status_code=422)
+
+    @app.get("/health", response_model=Health, responses=_errors())
+    def health():
+        return Health(status="ok", version=__version__, hostname=socket.gethostname(),
+                      files_folder=str(settings.files_folder))
+
+    @app.post("/train", response_model=JobStatus, status_code=202, responses=_errors(403, 404, 409))
+    def start_training(request: TrainRequest):
+        dataset = _existing(request.dataset, settings, "dataset folder")
+        bank = confine(request.bank, settings) if request.bank else dataset / "bank.nfbank"
+        report_dir = confine(request.report_dir, settings) if request.report_dir else bank.with_name(bank.stem + "_report")
+        job = jobs.start(TrainingJob(dataset=dataset, bank=bank, report_dir=report_dir, steps=request.steps))
+        return job.status()
+
+    def _job(job_id: str) -> TrainingJob:
+        job = jobs.get(job_id)
+        if job is None:
+            raise NotFound(f"no training job {job_id!r}")
+        return job
+
+    @app.get("/train/{job_id}", response_model=JobStatus, responses=_errors(404))
+    def training_status(job_id: str = PathParam(max_length=64)):
+        return _job(job_id).status()
+
+    @app.post("/train/{job_id}/cancel", response_model=JobStatus, responses=_errors(404))
+    def cancel_training(job_id: str = PathParam(max_length=64)):
+        job = _job(job_id)
+        job.stop.set()
+        return job.status()
+
+    @app.post("/render", response_model=RenderResult, responses=_errors(403, 404))
+    def render(request: RenderRequest):
+        bank = _existing(request.bank, settings, "weight bank (train one first)")
+        gbuffer_path = _existing(request.gbuffer, settings, "G-buffer")
+        out = confine(request.out, settings) if request.out else settings.files_folder / DEFAULT_FRAME
+        if out.suffix != ".npy":
+            raise UserError(f"out {out}: frames are written as .npy")
+        from backend.dataset import read_gbuffer
+        from backend.rendering import background_for
+
+        t0 = time.perf_counter()
+        gbuffer = read_gbuffer(gbuffer_path)
+        gbuffer.background = background_for(gbuffer, gbuffer_path, "auto")  # as `python -m backend render`
+        t1 = time.perf_counter()
+        with renderers.lock:
+            renderer = renderers.get(bank, request.renderer)
+            t2 = time.perf_counter()
+            frame = renderer.render(gbuffer)
+            t3 = time.perf_counter()
+        _write_frame(frame, out)
+        t4 = time.perf_counter()
+        return RenderResult(frame=str(out), width=frame.shape[1], height=frame.shape[0], renderer=renderer.name,
+                            timings={"read_s": t1 - t0, "bank_s": t2 - t1, "shading_s": t3 - t2, "write_s": t4 - t3})
+
+    upload_body = {"requestBody": {"required": True, "content": {
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
+
+    @app.put("/files/{name}", response_model=StoredFile, responses=_errors(), openapi_extra=upload_body,
+             max_body_size=settings.max_upload_bytes)
+    async def upload(request: Request, name: str = PathParam(pattern=FILE_NAME)):
+        """Store a file (a G-buffer and its sidecar) for a client that does not share this file system."""
+        data = await request.body()
+        target = settings.files_folder / name
+        write_bytes_atomic(target, data)
+        return StoredFile(path=str(target), bytes=len(data))
+
+    @app.get("/files/{name}", response_class=FileResponse, responses={
+        **_errors(404), 200: {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
+    def download(name: str = PathParam(pattern=FILE_NAME)):
+        """Fetch a file from the files folder (a rendered frame) for a client on another machine."""
+        path = settings.files_folder / name
+        if not path.is_file():
+            raise NotFound(f"no file {name!r} in the service's files folder")
+        return FileResponse(path, media_type="application/octet-stream")
+
+    def openapi_with_bearer():
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            schema.setdefault("components", {})["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+            schema["security"] = [{"bearer": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi_with_bearer
+    return app

@@ -1,0 +1,85 @@
+"""Request and response bodies of the service, as documented in its OpenAPI description."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Absolute (POSIX or Windows; a relative path would depend on the service's cwd), no NUL byte.
+ABSOLUTE_PATH = r"^(/|[A-Za-z]:[\\/])[^\x00]*$"
+PathField = Field(min_length=1, max_length=4096, pattern=ABSOLUTE_PATH,
+                  description="absolute path inside the service's allowed folders")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorBody(BaseModel):
+    detail: str
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    version: str
+    hostname: str = Field(description="lets a client tell whether it shares this machine's file system")
+    files_folder: str
+
+
+class TrainRequest(Strict):
+    dataset: str = PathField
+    bank: str | None = Field(None, min_length=1, max_length=4096, pattern=ABSOLUTE_PATH,
+                             description="weight bank to write; default DATASET/bank.nfbank")
+    report_dir: str | None = Field(None, min_length=1, max_length=4096, pattern=ABSOLUTE_PATH,
+                                   description="folder of the HTML report; default BANK_report next to the bank")
+    steps: int | None = Field(None, ge=1, le=10_000_000, description="training steps; default the trainer's")
+
+
+class Progress(BaseModel):
+    step: int
+    total_steps: int | None = Field(description="None when training is bounded by time")
+    loss: float | None
+    val_psnr: float | None
+    elapsed_s: float
+    eta_s: float | None
+    phase: str
+
+
+class JobStatus(BaseModel):
+    id: str
+    state: Literal["running", "reporting", "done", "failed", "cancelled"]
+    dataset: str
+    bank: str
+    report: str | None = Field(description="the report's HTML file once written")
+    progress: Progress | None
+    metrics: dict[str, float] | None = Field(description="the report's headline numbers")
+    error: str | None
+
+
+class RenderRequest(Strict):
+    bank: str = PathField
+    gbuffer: str = PathField
+    renderer: Literal["auto", "torch", "emulated", "pycuda"] = "auto"
+    out: str | None = Field(None, min_length=1, max_length=4096, pattern=ABSOLUTE_PATH,
+                            description="where to write the frame (.npy); default files_folder/frame.npy")
+
+
+class RenderTimings(BaseModel):
+    read_s: float = Field(description="reading the G-buffer file")
+    bank_s: float = Field(description="loading the bank and preparing the renderer (0 when cached)")
+    shading_s: float = Field(description="the renderer alone")
+    write_s: float = Field(description="writing the frame file")
+
+
+class RenderResult(BaseModel):
+    frame: str = Field(description="the frame: a float32 .npy of shape [H, W, 4], rows top to bottom")
+    width: int
+    height: int
+    renderer: str
+    timings: RenderTimings
+
+
+class StoredFile(BaseModel):
+    path: str
+    bytes: int

@@ -1,0 +1,94 @@
+"""Neural Render Preview operator: G-buffer on the main thread, shading in a worker, images via a timer.
+
+`execute` runs the three steps in a row (scripts, tests, background mode, where timers never fire);
+`invoke` runs the shading in a thread and finishes from modal timer events, so Blender stays responsive.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import bpy
+
+from . import preview_job, preview_live
+from .errors import InputError
+from .preview_job import PreviewJob
+
+POLL_INTERVAL_S = 0.05
+
+
+def prepare(context, report) -> PreviewJob | None:
+    """Build the job and render its inputs; problems go to `report` and give None."""
+    try:
+        job = PreviewJob(context)
+        if job.ignored_lights:
+            report({"WARNING"}, f"only point lights are shaded; ignored: {', '.join(job.ignored_lights)}")
+        job.render_inputs()
+        return job
+    except InputError as exc:
+        report({"ERROR"}, str(exc))
+        context.scene.neural_face_preview.status = str(exc)
+    except RuntimeError as exc:  # a Cycles render that failed
+        report({"ERROR"}, f"rendering the preview's G-buffer failed: {exc}")
+    return None
+
+
+def finish(context, job: PreviewJob, report) -> set[str]:
+    if job.error is not None:
+        report({"ERROR"}, job.error)
+        context.scene.neural_face_preview.status = job.error
+        return {"CANCELLED"}
+    job.apply(context.scene)
+    settings = context.scene.neural_face_preview
+    report({"INFO"}, f"Neural preview {settings.status}: G-buffer {settings.gbuffer_ms:.0f} ms, transfer "
+                     f"{settings.transfer_ms:.0f} ms, shading {settings.shading_ms:.0f} ms, upload "
+                     f"{settings.upload_ms:.1f} ms")
+    return {"FINISHED"}
+
+
+class NEURALFACE_OT_preview(bpy.types.Operator):
+    """Shade the current view with the trained networks and show it in the viewport"""
+
+    bl_idname = "neural_face.preview"
+    bl_label = "Neural Render Preview"
+
+    _job: PreviewJob | None = None
+    _thread: threading.Thread | None = None
+    _timer = None
+
+    @classmethod
+    def poll(cls, context):
+        return not preview_job.busy()
+
+    def execute(self, context):
+        job = prepare(context, self.report)
+        if job is None:
+            return {"CANCELLED"}
+        job.shade()
+        return finish(context, job, self.report)
+
+    def invoke(self, context, event):
+        if bpy.app.background:
+            return self.execute(context)
+        self._job = prepare(context, self.report)
+        if self._job is None:
+            return {"CANCELLED"}
+        self._thread = preview_job.shade_in_background(self._job)
+        self._timer = context.window_manager.event_timer_add(POLL_INTERVAL_S, window=context.window)
+        context.window_manager.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        if event.type != "TIMER" or self._thread.is_alive():
+            return {"PASS_THROUGH"}
+        context.window_manager.event_timer_remove(self._timer)
+        return finish(context, self._job, self.report)
+
+
+def register():
+    bpy.utils.register_class(NEURALFACE_OT_preview)
+
+
+def unregister():
+    preview_live.set_enabled(False)
+    bpy.utils.unregister_class(NEURALFACE_OT_preview)

@@ -1,0 +1,126 @@
+"""The add-on's Train and Neural Render Preview operators in headless Blender against a real service.
+
+Blender runs in a subprocess (tests/blender_preview_session.py) so bpy state never leaks between
+tests. A tiny bank is trained from the `suzanne_dataset` fixture with backend.training.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backend.exr import read_parts
+from conftest import run_backend
+from service_process import start_service, stop_service
+
+SESSION = Path(__file__).with_name("blender_preview_session.py")
+PREVIEW_SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def tiny_bank(suzanne_dataset, tmp_path_factory) -> Path:
+    from backend.training import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("preview_bank") / "tiny.nfbank"
+    train(TrainConfig(data=str(suzanne_dataset), out=str(out), steps=20, eval_every=10))
+    return out
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory) -> Path:
+    """TMPDIR of the Blender sessions: the add-on's preview files land here, inside the allowed folders."""
+    return tmp_path_factory.mktemp("blender_tmp")
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory, tiny_bank, scratch):
+    service = start_service([tiny_bank.parent, scratch], tmp_path_factory.mktemp("preview_service"))
+    yield service
+    stop_service(service)
+
+
+def blender_session(scene: Path, result: Path, action: str, scratch: Path, **options) -> dict:
+    args = [sys.executable, str(SESSION), str(scene), str(result), action, *(f"{k}={v}" for k, v in options.items())]
+    completed = subprocess.run(args, capture_output=True, text=True, timeout=300,
+                               env={"PATH": "/usr/bin:/bin", "HOME": str(scratch), "TMPDIR": str(scratch)})
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    return {**json.loads(result.read_text()), "stdout": completed.stdout}
+
+
+@pytest.mark.slow
+def test_preview_shows_exactly_the_cli_frame(service, suzanne_blend, tiny_bank, scratch, tmp_path):
+    result = blender_session(suzanne_blend, tmp_path / "preview.json", "preview", scratch, url=service.url,
+                             token=service.token, bank=tiny_bank, resolution=PREVIEW_SIZE)
+    assert result["operator"] == ["FINISHED"], result
+    assert result["is_float"] and result["image_size"] == [PREVIEW_SIZE, round(PREVIEW_SIZE * 3 / 4)]
+    shown = np.load(tmp_path / "preview.json.npy")
+
+    cli_frame = tmp_path / "cli.exr"
+    completed = run_backend("render", "--bank", tiny_bank, "--gbuffer", result["gbuffer"], "--out", cli_frame,
+                            "--renderer", "torch")
+    assert completed.returncode == 0, completed.stderr
+    channels = next(iter(read_parts(cli_frame).values()))
+    expected = np.stack([channels[c] for c in "RGBA"], axis=-1)
+    assert shown.shape == expected.shape
+    assert np.array_equal(shown, expected)
+    assert (expected[..., 3] > 0.5).mean() > 0.1  # Suzanne covers the frame, so the check is not vacuous
+    assert all(result["times_ms"][stage] > 0 for stage in ("gbuffer", "transfer", "shading", "upload"))
+
+
+@pytest.mark.slow
+def test_compare_with_cycles_adds_the_render_and_the_difference(service, suzanne_blend, tiny_bank, scratch,
+                                                                tmp_path):
+    result = blender_session(suzanne_blend, tmp_path / "compare.json", "preview", scratch, url=service.url,
+                             token=service.token, bank=tiny_bank, resolution=32, compare=1)
+    assert result["operator"] == ["FINISHED"], result
+    assert {"Neural Preview", "Neural Preview Cycles", "Neural Preview Difference"} <= set(result["images"])
+    assert result["times_ms"]["cycles"] > 0
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("no_bank", "train one first"),
+    ("wrong_token", "401"),
+    ("unreachable", "not reachable"),
+    ("incompatible_bank", "422"),
+])
+def test_preview_errors_reach_the_user_as_reports(service, suzanne_blend, tiny_bank, scratch, tmp_path, case,
+                                                  expected):
+    options = {"url": service.url, "token": service.token, "bank": tiny_bank, "resolution": 16}
+    if case == "no_bank":
+        options["bank"] = tiny_bank.with_name("never_trained.nfbank")
+    elif case == "incompatible_bank":
+        options["bank"] = tiny_bank.with_name("not_a_bank.nfbank")
+        options["bank"].write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{}")
+    elif case == "wrong_token":
+        options["token"] = "not-the-token"
+    else:
+        options["url"] = "http://127.0.0.1:9"  # discard port: nothing listens
+    result = blender_session(suzanne_blend, tmp_path / "error.json", "preview", scratch, **options)
+    assert result["operator"] == ["error"], result
+    assert expected in result["error"]
+
+
+@pytest.mark.slow
+def test_train_operator_starts_the_service_and_reports_progress(suzanne_dataset, suzanne_blend, scratch, tmp_path):
+    bank = tmp_path / "trained.nfbank"
+    result = blender_session(suzanne_blend, tmp_path / "train.json", "train", scratch, python=sys.executable,
+                             dataset=suzanne_dataset, bank=bank, steps=20)
+    assert result["operator"] == ["FINISHED"], result
+    assert result["state"] == "done"
+    assert result["step"] == result["total_steps"] == 20 and result["progress"] == pytest.approx(1.0)
+    assert result["loss"] > 0 and result["val_psnr"] > 0
+    progress_lines = re.findall(r"training: running step (\d+)/20", result["stdout"])
+    assert progress_lines and min(map(int, progress_lines)) < 20, "no progress was reported while training ran"
+    assert bank.is_file() and Path(result["report"]).is_file()
+
+
+def test_live_preview_notices_view_light_and_object_changes(suzanne_blend, scratch, tmp_path):
+    result = blender_session(suzanne_blend, tmp_path / "live.json", "live", scratch, python=sys.executable,
+                             bank=tmp_path / "unused.nfbank")
+    assert result["changed"] == {"camera": True, "light": True, "object": True, "geometry": True, "nothing": False}
