@@ -4,6 +4,7 @@ import json
 import math
 import re
 
+import numpy as np
 import pytest
 
 from backend.cli import main
@@ -55,3 +56,20 @@ def test_report_needs_test_views(trained, suzanne_dataset, tmp_path):
     out = tmp_path / "report"
     assert main(["report", "--bank", str(trained), "--data", str(data), "--out", str(out)]) == 2
     assert not out.exists()
+
+
+def test_step_ratio_sees_whole_tile_bias_that_border_error_cannot():
+    from backend.report import step_errors
+
+    rng = np.random.default_rng(0)
+    h, w, tile = 64, 48, 16
+    mask = np.ones((h, w), dtype=bool)
+    noise = rng.normal(0.0, 0.01, (h, w, 3))
+    tile_bias = np.repeat(np.repeat(rng.normal(0.0, 0.05, (h // tile, w // tile, 3)), tile, 0), tile, 1)
+
+    def ratio(error):
+        sums = step_errors(error, mask, tile)
+        return (sums["across"][0] / sums["across"][1]) / (sums["within"][0] / sums["within"][1])
+
+    assert 0.8 < ratio(noise) < 1.25  # no seams
+    assert ratio(noise + tile_bias) > 5  # each tile shifted as a whole: a seam on every border

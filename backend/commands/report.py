@@ -18,9 +18,11 @@ def headline_lines(metrics: dict) -> list[str]:
     lines = [f"test PSNR (face pixels): hash bank {h['test_psnr']:.2f} dB"]
     lines += [f"  baseline {name.removeprefix('test_psnr_')}: {value:.2f} dB"
               for name, value in h.items() if name.startswith("test_psnr_")]
-    lines.append(f"unseen tile keys on test views: {100 * h['unseen_key_share_test']:.1f}%; "
-                 f"tile-seam ratio {h['seam_ratio_test']:.2f}" if h["seam_ratio_test"] is not None else
-                 f"unseen tile keys on test views: {100 * h['unseen_key_share_test']:.1f}%")
+    seams = [f"{label} {h[key]:.2f}" for label, key in (("tile-seam ratio", "seam_ratio_test"),
+                                                          ("step ratio", "seam_step_ratio_test"))
+             if h[key] is not None]
+    lines.append("; ".join([f"unseen tile keys on test views: {100 * h['unseen_key_share_test']:.1f}%", *seams])
+                 + " (1 = no seams)")
     lines.append(f"neural {t['neural_ms_per_frame']:.1f} ms/frame vs Cycles {t['cycles_s_per_frame']:.2f} s/frame "
                  f"at {t['resolution'][0]}x{t['resolution'][1]}: {t['ratio_cycles_over_neural']:.0f}x faster")
     return lines
