@@ -149,11 +149,4 @@ class NEURAL_FACE_OT_generate_dataset(bpy.types.Operator):
 CLASSES = (NEURAL_FACE_OT_generate_dataset,)
 
 
-def register():
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-
-
-def unregister():
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(CLASSES)

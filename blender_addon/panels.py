@@ -51,11 +51,4 @@ class NEURALFACE_PT_dataset(bpy.types.Panel):
 CLASSES = (NEURALFACE_PT_dataset,)
 
 
-def register():
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-
-
-def unregister():
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(CLASSES)
