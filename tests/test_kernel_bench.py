@@ -37,3 +37,16 @@ def test_bench_refuses_bad_sizes():
     with pytest.raises(UserError):
         parse_sizes("0")
     assert parse_sizes("8, 1920x1080") == [(8, 8), (1920, 1080)]
+
+
+def test_bench_prints_bank_size_and_training_time_to_the_reported_psnr(tmp_path):
+    bank = random_bank(0, [3 | 3 << 8], [18, 16, 3])
+    bank.meta["provenance"] = {"device": "cpu", "seconds": 90.0, "best_step": 200, "history": [
+        {"step": 100, "loss": 0.01, "val_psnr": 20.0, "seconds": 30.0},
+        {"step": 200, "loss": 0.005, "val_psnr": 24.5, "seconds": 61.0},
+        {"step": 300, "loss": 0.004, "val_psnr": 24.1, "seconds": 90.0}]}
+    path = save_bank(bank, tmp_path / "b.nfbank")
+    result = bench("--bank", path, "--renderer", "torch", "--sizes", "32", "--seconds", "0.05")
+    assert result.returncode == 0, result.stderr
+    assert f"bank file: {path.stat().st_size / 1024:.0f} KB" in result.stdout
+    assert "24.50 dB reached at step 200 after 61 s (90 s in all)" in result.stdout

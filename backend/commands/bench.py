@@ -10,6 +10,7 @@ one-network bank at the largest size: what per-tile routing costs.
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -50,6 +51,17 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
             raise UserError(f"--sizes: {item!r} is not a positive N or WxH")
         sizes.append((w, h))
     return sizes
+
+
+def training_summary(bank) -> str:
+    """How long training took to reach the validation PSNR the bank reports (from its provenance)."""
+    provenance = bank.meta.get("provenance", {})
+    best = next((h for h in provenance.get("history", []) if h["step"] == provenance.get("best_step")), None)
+    if best is None:
+        return "no training history in the bank"
+    return (f"trained on {provenance.get('device', '?')}: best validation PSNR during training "
+            f"{best['val_psnr']:.2f} dB reached at step "
+            f"{best['step']} after {best['seconds']:.0f} s ({provenance.get('seconds', 0):.0f} s in all)")
 
 
 def median_ms(fn, seconds: float, sync=lambda: None) -> float:
@@ -223,6 +235,8 @@ def run(args) -> int:
     frames = [sphere_gbuffer(h, w, n_lights=args.lights, seed=0) for w, h in sizes]
     bank = load_bank(args.bank) if args.bank else random_bench_bank(frames)
     print(f"bank: {'random, ' if not args.bank else args.bank + ': '}{bank_summary(bank)}")
+    if args.bank:
+        print(f"bank file: {os.path.getsize(args.bank) / 1024:.0f} KB; {training_summary(bank)}")
     peak = cuda_peak() if has_cuda else None
     if peak:
         print(f"device: {peak.how}")
