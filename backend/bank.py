@@ -239,8 +239,10 @@ def check_bank(bank: Bank, source: str = "<memory>") -> None:
         layers, bins, tile_size = bank.layers, bank.bins, bank.tile_size
         activation, dtype, kind = bank.output_activation, bank.weights_dtype, bank.kind
         slot_keys, mode = meta["slot_keys"], meta["fallback"]["mode"]
-    except (KeyError, TypeError) as exc:
-        fail(f"metadata lacks {exc}")
+    except (KeyError, TypeError, ValueError) as exc:
+        fail(f"metadata lacks or garbles {exc}")
+    if not all(isinstance(width, int) for width in layers):
+        fail(f"layers {layers!r} must be integers")
     if len(layers) < 2 or layers[0] != N_FEATURES or layers[-1] != 3 or min(layers) < 1:
         fail(f"layers {layers} must start with {N_FEATURES} features and end with 3 outputs")
     if not 1 <= bins <= 12 or tile_size < 1:
@@ -306,7 +308,7 @@ def load_bank(path) -> Bank:
         header = json.loads(data[8 : 8 + struct.unpack("<Q", data[:8])[0]])
         meta = json.loads(header.get("__metadata__", {})[METADATA_KEY])
         tensors = load(data)
-    except (ValueError, KeyError, TypeError, SafetensorError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, SafetensorError) as exc:
         raise BankError(f"{path}: not a readable neural face weight bank ({exc})") from exc
     missing = {"slots", "lut", "lut_seen", "feature_mean", "feature_std"} - set(tensors)
     if missing:

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from backend.atomic import atomic_open, write_text_atomic
+from backend.errors import DatasetError
 from backend.features import shading_inputs
 from backend.gbuffer import FEATURE_SPEC_VERSION, GBuffer
 from backend.hashing import gbuffer_tile_keys, pixel_tile_map
@@ -156,5 +157,6 @@ class BucketStore:
             with np.load(self.sample_path(i)) as data:
                 parts.append(PixelRecords(data["keys"], data["features"], data["factor"], data["target"]))
         if not parts or sum(len(p) for p in parts) == 0:
-            raise ValueError("no covered training pixels")
+            raise DatasetError(f"{self.dataset.root}: the training samples cover no face pixels; check that the "
+                               "camera sees the object, or generate more samples")
         return Buckets.from_records(merge(parts))

@@ -146,15 +146,19 @@ def write_report(bank_path, data_dir, out_dir, renderer: str = "torch", device: 
     views = {s: load_views(dataset, ids) for s, ids in splits.items()}
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=out_dir.name + ".", suffix=".tmp", dir=out_dir.parent))
+    os.chmod(work, 0o755)  # mkdtemp's 0700 would make the finished report private
+    old = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.old")
     try:
         metrics = _build(work, bank_path, dataset, models, views, renderer, device)
         (work / "metrics.json").write_text(json.dumps(metrics, indent=2))
         (work / "index.html").write_text(_html(metrics))
+        # Move the old report aside before the new one takes its name, so a kill never loses both.
         if out_dir.exists():
-            shutil.rmtree(out_dir)
+            os.replace(out_dir, old)
         os.replace(work, out_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
     return metrics
 
 

@@ -366,6 +366,10 @@ class Trainer:
                 evals_since_best += 1
             return bool(config.patience) and evals_since_best >= config.patience
 
+        # The budget (and the learning-rate schedule over it) counts training only: the first model
+        # pays for building the bucket store, which the baselines after it reuse.
+        provenance["setup_seconds"] = time.monotonic() - self.started
+        self.started = time.monotonic()
         loss_value, stopped_early, cancelled = float("nan"), False, False
         while self.budget_left(step) and not stopped_early:
             if self.should_stop():
@@ -444,9 +448,11 @@ def plot_curve(history: list[dict], path: Path, title: str) -> Path:
     psnr_axis.set_ylabel("validation PSNR (dB, face pixels)", color="tab:red")
     loss_axis.set_title(title)
     fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
+    try:
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=100)
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -85,7 +85,7 @@ def run_one(config: TrainConfig) -> dict:
 
 
 def run(args) -> int:
-    kinds = [args.kind, *BASELINES] if args.baselines else [args.kind]
+    kinds = [args.kind, *(kind for kind in BASELINES if kind != args.kind)] if args.baselines else [args.kind]
     for kind in kinds:
         out = args.out if kind == args.kind else companion_path(args.out, f".{kind}.nfbank")
         if run_one(config_from_args(args, kind, out))["cancelled"]:
