@@ -131,6 +131,8 @@ class PreviewJob:
             self.shaded = shade(client, self.bank, self.gbuffer_path, self.renderer, work_dir())
         except ServiceError as exc:
             self.error = str(exc)
+        except Exception as exc:  # the thread's last word: apply() must find a frame or an error, never neither
+            self.error = f"preview failed: {exc}"
 
     def apply(self, scene) -> None:
         start = time.perf_counter()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import stat
 
 import pytest
@@ -145,3 +146,12 @@ def test_upload_and_download_round_trip(service):
         assert stored.status_code == 200, stored.text
         assert stored.json()["bytes"] == len(payload)
         assert client.get("/files/sample.bin").content == payload
+
+
+def test_download_does_not_follow_a_symlink_out_of_the_files_folder(service, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for download")
+    with service.client() as client:
+        files_folder = Path(client.put("/files/probe.bin", content=b"x").json()["path"]).parent
+        (files_folder / "escape.txt").symlink_to(secret)
+        assert client.get("/files/escape.txt").status_code == 404

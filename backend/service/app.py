@@ -179,8 +179,8 @@ def create_app(settings: Settings) -> FastAPI:
         **_errors(404), 200: {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
     def download(name: str = PathParam(pattern=FILE_NAME)):
         """Fetch a file from the files folder (a rendered frame) for a client on another machine."""
-        path = settings.files_folder / name
-        if not path.is_file():
+        path = (settings.files_folder / name).resolve()  # a symlink must not lead out of the folder
+        if not path.is_relative_to(settings.files_folder.resolve()) or not path.is_file():
             raise NotFound(f"no file {name!r} in the service's files folder")
         return FileResponse(path, media_type="application/octet-stream")
 
