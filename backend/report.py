@@ -7,6 +7,7 @@ error map; the tile keys; bucket sizes; the share of tiles with unseen keys; the
 (squared error on tile-border pixels over squared error inside tiles, and the error of the step
 between neighbours across tile borders over within tiles; 1 means no seams); and the
 neural renderer's time per frame against Cycles' recorded time at the same resolution.
+`should_stop` (the service's cancel) is asked between views and stages.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +37,10 @@ from backend.training import companion_path
 BASELINES = {"single_cost": "one network, same per-pixel cost",
              "single_params": "one network, same total parameters (width capped)"}
 TIMING_RUNS = 5
+
+
+class ReportCancelled(Exception):
+    """`should_stop` answered True: no report was written (an older one at that path is left as it was)."""
 
 
 def find_models(bank_path: Path) -> dict[str, Path]:
@@ -123,11 +129,12 @@ def unseen_share(bank: Bank, views: list[View]) -> float:
     return unseen / max(seen + unseen, 1)
 
 
-def time_renderer(renderer, views: list[View]) -> float:
+def time_renderer(renderer, views: list[View], check: Callable[[], None] = lambda: None) -> float:
     """Median ms per frame over the views (after one warm-up render)."""
     renderer.render(views[0].gbuffer)
     times = []
     for _ in range(TIMING_RUNS):
+        check()
         for view in views:
             start = time.perf_counter()
             renderer.render(view.gbuffer)
@@ -135,23 +142,36 @@ def time_renderer(renderer, views: list[View]) -> float:
     return statistics.median(times)
 
 
-def write_report(bank_path, data_dir, out_dir, renderer: str = "torch", device: str = "cpu") -> dict:
-    """Write the report folder (atomically: built beside it, then swapped in); returns metrics.json's dict."""
+def write_report(bank_path, data_dir, out_dir, renderer: str = "torch", device: str = "cpu",
+                 should_stop: Callable[[], bool] | None = None) -> dict:
+    """Write the report folder (atomically: built beside it, then swapped in); returns metrics.json's dict.
+
+    Raises ReportCancelled once `should_stop()` is true; it is asked between views and stages, and a
+    last time before the swap, so a cancelled report never takes `out_dir`'s name.
+    """
     bank_path, out_dir = Path(bank_path), Path(out_dir)
+
+    def check() -> None:
+        if should_stop is not None and should_stop():
+            raise ReportCancelled(f"report {out_dir} cancelled")
+
     dataset = open_dataset(data_dir)
     splits = {s: dataset.indices(s) for s in ("val", "test")}
     if not splits["test"]:
         raise DatasetError(f"{dataset.root}: the dataset has no test samples to report on; generate more samples")
     models = {name: load_bank(path) for name, path in find_models(bank_path).items()}
+    check()
     views = {s: load_views(dataset, ids) for s, ids in splits.items()}
+    check()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=out_dir.name + ".", suffix=".tmp", dir=out_dir.parent))
     os.chmod(work, 0o755)  # mkdtemp's 0700 would make the finished report private
     old = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.old")
     try:
-        metrics = _build(work, bank_path, dataset, models, views, renderer, device)
+        metrics = _build(work, bank_path, dataset, models, views, renderer, device, check)
         (work / "metrics.json").write_text(json.dumps(metrics, indent=2))
         (work / "index.html").write_text(_html(metrics))
+        check()
         # Move the old report aside before the new one takes its name, so a kill never loses both.
         if out_dir.exists():
             os.replace(out_dir, old)
@@ -167,7 +187,7 @@ def _options(name: str, device: str) -> dict:
 
 
 def _build(work: Path, bank_path: Path, dataset, models: dict[str, Bank], views: dict, renderer_name: str,
-           device: str) -> dict:
+           device: str, check: Callable[[], None]) -> dict:
     bank = models["hash_bank"]
     paths = find_models(bank_path)
     results: dict[str, dict] = {}
@@ -183,6 +203,7 @@ def _build(work: Path, bank_path: Path, dataset, models: dict[str, Bank], views:
                 continue
             scores = Scores(bank.tile_size)
             for view in split_views:
+                check()
                 frame = renderer.render(view.gbuffer)[..., :3]
                 error = flip_map(frame, view.ground_truth)
                 view_scores = scores.add(view, frame, error)
@@ -190,11 +211,12 @@ def _build(work: Path, bank_path: Path, dataset, models: dict[str, Bank], views:
                     pictures.append(_view_pictures(work, view, frame, error, view_scores))
             results[name][split] = scores.summary()
     test_views = views["test"]
-    neural_ms = time_renderer(renderers["hash_bank"], test_views)
+    neural_ms = time_renderer(renderers["hash_bank"], test_views, check)
     cycles_s = statistics.fmean(dataset.record(v.index)["seconds"]["ground_truth"] for v in test_views)
     speedup = cycles_s * 1e3 / neural_ms
     width, height = test_views[0].gbuffer.width, test_views[0].gbuffer.height
     largest = max(test_views, key=lambda v: int(v.mask.sum()))
+    check()
     figure_files = _figures(work, bank, results, largest, bank_path)
     headline = {
         "test_psnr": results["hash_bank"]["test"]["psnr"],

@@ -7,7 +7,7 @@ K follows docs/formats/dataset.md "Camera convention": OpenCV camera coordinates
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -32,6 +32,15 @@ class CameraSpec:
             raise ValueError(f"camera {camera_object.name!r} is {data.type}; only perspective cameras are supported")
         return cls(np.array(camera_object.matrix_world, dtype=np.float64), data.lens, data.sensor_width,
                    data.sensor_height, data.sensor_fit, data.shift_x, data.shift_y)
+
+    def to_json(self) -> dict:
+        """Every field, JSON-ready (the preview sends its camera to the G-buffer worker this way)."""
+        return {**{f.name: getattr(self, f.name) for f in fields(self)},
+                "matrix_world": np.asarray(self.matrix_world, dtype=np.float64).tolist()}
+
+    @classmethod
+    def from_json(cls, record: dict) -> "CameraSpec":
+        return cls(**{**record, "matrix_world": np.array(record["matrix_world"], dtype=np.float64)})
 
     @property
     def position(self) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Generate Dataset operator.
 
-In the UI the job runs in a separate background Blender process (dataset_worker.py), so the
+In the UI the job runs in a separate background Blender process (worker.py dataset), so the
 interface stays responsive while Cycles renders; a modal timer reads its progress into the
 window manager's progress bar and the status bar ("sample i of N, time left"). Esc stops the
 worker, leaving a valid partial dataset that the next run resumes. In background mode (where
@@ -17,7 +17,8 @@ import time
 
 import bpy
 
-from . import dataset_worker
+from . import worker
+from .dataset_worker import PROGRESS_PREFIX
 from .dataset_job import DatasetJob
 from .errors import InputError
 from .scene_setup import ensure_material, find_target
@@ -42,7 +43,7 @@ def progress_text(done: int, total: int, seconds_per_sample: float | None) -> st
 def _read_progress(stream, lines: queue.Queue) -> None:
     """Worker stdout -> (done, total) tuples; everything else Blender prints is dropped."""
     for line in stream:
-        if line.startswith(dataset_worker.PROGRESS_PREFIX):
+        if line.startswith(PROGRESS_PREFIX):
             done, total = line.split()[1:3]
             lines.put((int(done), int(total)))
 
@@ -93,8 +94,7 @@ class NEURAL_FACE_OT_generate_dataset(bpy.types.Operator):
         self._tempdir = tempfile.TemporaryDirectory(prefix="neural_face_")
         scene_copy = os.path.join(self._tempdir.name, "scene.blend")
         bpy.ops.wm.save_as_mainfile(filepath=scene_copy, copy=True, check_existing=False)
-        command = [bpy.app.binary_path, "--background", "--factory-startup", "--python", dataset_worker.__file__,
-                   "--", scene_copy, job.out_dir, json.dumps(job.settings.to_json())]
+        command = worker.command("dataset", scene_copy, job.out_dir, json.dumps(job.settings.to_json()))
         self._log_path = os.path.join(self._tempdir.name, "worker.log")
         with open(self._log_path, "w") as log:  # a file, not a pipe: an unread pipe could stall the worker
             self._worker = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)

@@ -1,7 +1,8 @@
-"""Neural Render Preview operator: G-buffer on the main thread, shading in a worker, images via a timer.
+"""Neural Render Preview operator: a snapshot on the main thread, everything slow in a thread, images via a timer.
 
-`execute` runs the three steps in a row (scripts, tests, background mode, where timers never fire);
-`invoke` runs the shading in a thread and finishes from modal timer events, so Blender stays responsive.
+`execute` runs the three steps of preview_job in a row (scripts, tests, background mode, where timers
+never fire); `invoke` runs the G-buffer render and the shading in a thread and finishes from modal
+timer events, so Blender stays responsive; Esc cancels the frame.
 """
 
 from __future__ import annotations
@@ -18,19 +19,16 @@ POLL_INTERVAL_S = 0.05
 
 
 def prepare(context, report) -> PreviewJob | None:
-    """Build the job and render its inputs; problems go to `report` and give None."""
+    """Build the job; problems go to `report` and give None."""
     try:
         job = PreviewJob(context)
-        if job.ignored_lights:
-            report({"WARNING"}, f"only point lights are shaded; ignored: {', '.join(job.ignored_lights)}")
-        job.render_inputs()
-        return job
     except InputError as exc:
         report({"ERROR"}, str(exc))
         context.scene.neural_face_preview.status = str(exc)
-    except RuntimeError as exc:  # a Cycles render that failed
-        report({"ERROR"}, f"rendering the preview's G-buffer failed: {exc}")
-    return None
+        return None
+    if job.ignored_lights:
+        report({"WARNING"}, f"only point lights are shaded; ignored: {', '.join(job.ignored_lights)}")
+    return job
 
 
 def finish(context, job: PreviewJob, report) -> set[str]:
@@ -64,7 +62,7 @@ class NEURALFACE_OT_preview(bpy.types.Operator):
         job = prepare(context, self.report)
         if job is None:
             return {"CANCELLED"}
-        job.shade()
+        job.run()
         return finish(context, job, self.report)
 
     def invoke(self, context, event):
@@ -73,13 +71,15 @@ class NEURALFACE_OT_preview(bpy.types.Operator):
         self._job = prepare(context, self.report)
         if self._job is None:
             return {"CANCELLED"}
-        self._thread = preview_job.shade_in_background(self._job)
+        self._thread = preview_job.run_in_background(self._job)
         self._timer = context.window_manager.event_timer_add(POLL_INTERVAL_S, window=context.window)
         context.window_manager.modal_handler_add(self)
         return {"RUNNING_MODAL"}
 
     def modal(self, context, event):
-        if event.type != "TIMER" or self._thread.is_alive():
+        if event.type == "ESC":
+            self._job.cancel()  # the thread ends soon with the job's error "preview cancelled"
+        if event.type not in ("TIMER", "ESC") or self._thread.is_alive():
             return {"PASS_THROUGH"}
         context.window_manager.event_timer_remove(self._timer)
         return finish(context, self._job, self.report)

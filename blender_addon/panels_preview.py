@@ -59,6 +59,7 @@ class NEURALFACE_PT_preview(_NeuralFacePanel, bpy.types.Panel):
             for label, value in (("G-buffer", settings.gbuffer_ms), ("Transfer", settings.transfer_ms),
                                  ("Shading", settings.shading_ms), ("Upload", settings.upload_ms)):
                 column.label(text=f"{label}: {value:.1f} ms")
+            column.label(text=f"UI thread: {settings.snapshot_ms + settings.upload_ms:.1f} ms (snapshot, upload)")
             if settings.compare:
                 column.label(text=f"Cycles: {settings.cycles_ms:.0f} ms")
                 column.label(text=f"Mean |difference|: {settings.mean_abs_diff:.4f}")

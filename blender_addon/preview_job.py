@@ -1,14 +1,16 @@
-"""One Neural Render Preview frame, in three steps that run where Blender allows them.
+"""One Neural Render Preview frame. Only the two ends touch bpy, on the main thread; Cycles never runs there.
 
-1. `render_inputs` (main thread: bpy renders only there): the G-buffer of the view with THE dataset
-   recipe (gbuffer.write_gbuffer), and with "Compare with Cycles" the Cycles render of the same view.
-2. `shade` (a worker thread, no bpy): the service shades the G-buffer; the frame comes back as a file.
+1. `PreviewJob(context)` (main thread, a few ms): reads the view, the lights and the settings, and
+   writes a snapshot of the target object (`bpy.data.libraries.write`: about 3 ms for the example face).
+2. `run` (a worker thread, no bpy): the preview's Blender worker renders the G-buffer with THE
+   dataset recipe (and, with "Compare with Cycles", the Cycles frame); the service shades it.
 3. `apply` (main thread, from a timer or a modal operator): bulk-write the images, record the timings.
 """
 
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shutil
 import tempfile
@@ -16,20 +18,21 @@ import threading
 import time
 
 import bpy
+import numpy as np
 
-from . import preview_image
+from . import preview_image, preview_worker_client, worker
 from .errors import SceneError
-from .gbuffer import write_gbuffer
-from .ground_truth import render_ground_truth
 from .preferences import connection
 from .preview_pipeline import ShadedFrame, shade
 from .preview_view import resolution_for, scene_camera, scene_lights, viewport_camera
-from .render_rig import RenderRig
+from .preview_worker_client import WorkerError
+from .properties_preview import dataset_folder
 from .scene_setup import find_target
 from .service_client import ServiceError, connect
 
 _work_dir: str | None = None
-_shading: threading.Thread | None = None  # one frame in flight at a time: they share the work files
+_snapshot_count = 0
+_in_flight: threading.Thread | None = None  # one frame at a time: frames share the work files
 
 
 def work_dir() -> str:
@@ -42,15 +45,15 @@ def work_dir() -> str:
 
 
 def busy() -> bool:
-    """True while a frame (from the operator or from Live) is being shaded."""
-    return _shading is not None and _shading.is_alive()
+    """True while a frame (from the operator or from Live) is in flight."""
+    return _in_flight is not None and _in_flight.is_alive()
 
 
-def shade_in_background(job: "PreviewJob") -> threading.Thread:
-    global _shading
-    _shading = threading.Thread(target=job.shade, name="neural-preview", daemon=True)
-    _shading.start()
-    return _shading
+def run_in_background(job: "PreviewJob") -> threading.Thread:
+    global _in_flight
+    _in_flight = threading.Thread(target=job.run, name="neural-preview", daemon=True)
+    _in_flight.start()
+    return _in_flight
 
 
 def find_viewport(context):
@@ -74,6 +77,18 @@ def _target(context):
     if active is not None and active.type == "MESH" and active.data.uv_layers.active is not None:
         return active
     return find_target(context.scene)
+
+
+def _light_samples(scene) -> int:
+    """Light-pass samples of the dataset the bank learnt from (its manifest), else the Dataset panel's."""
+    folder = dataset_folder(scene)
+    if folder:
+        try:
+            with open(os.path.join(folder, "manifest.json")) as stream:
+                return int(json.load(stream)["settings"]["gbuffer_light_samples"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # no dataset yet, or not one of ours: the panel's setting is what it would be made with
+    return scene.neural_face_dataset.gbuffer_light_samples
 
 
 class PreviewJob:
@@ -104,35 +119,52 @@ class PreviewJob:
         self.connection = connection(context)
         self.gbuffer_path = os.path.join(work_dir(), "preview.gbuffer.exr")
         self.timings: dict[str, float] = {}
-        self.cycles = None
+        self.cycles: np.ndarray | None = None
         self.shaded: ShadedFrame | None = None
         self.error: str | None = None
+        self.cancelled = False
+        self._request = {
+            "scene": self._snapshot(), "object": self.target.name,
+            "matrix_world": [list(row) for row in self.target.matrix_world],
+            "camera": self.camera.to_json(), "lights": self.lights, "resolution": list(self.resolution),
+            "gbuffer": self.gbuffer_path, "light_samples": _light_samples(scene),
+            "cycles": os.path.join(work_dir(), "preview.cycles.npy") if self.compare else None,
+            "cycles_samples": self.compare_samples,
+        }
 
-    def render_inputs(self) -> None:
+    def _snapshot(self) -> str:
+        """The target alone in a .blend for the worker; a new name each frame, the previous one removed."""
+        global _snapshot_count
+        _snapshot_count += 1
+        path = os.path.join(work_dir(), f"scene-{_snapshot_count}.blend")
         start = time.perf_counter()
-        write_gbuffer(self.target, self.camera, self.lights, self.resolution, self.gbuffer_path)
-        self.timings["gbuffer"] = time.perf_counter() - start
-        if self.compare:
-            start = time.perf_counter()
-            path = os.path.join(work_dir(), "preview.cycles.exr")
-            with RenderRig(self.target, self.resolution) as rig:
-                image = rig.scene.render.image_settings  # one RGBA layer, which bpy can load as an image
-                image.media_type = "IMAGE"
-                image.file_format = "OPEN_EXR"
-                image.color_mode = "RGBA"
-                render_ground_truth(rig, self.camera, self.lights, path, self.compare_samples, denoise=True)
-            self.cycles = preview_image.load_exr(path)
-            self.timings["cycles"] = time.perf_counter() - start
+        bpy.data.libraries.write(path, {self.target}, path_remap="ABSOLUTE")
+        self.timings["snapshot"] = time.perf_counter() - start
+        previous = os.path.join(work_dir(), f"scene-{_snapshot_count - 1}.blend")
+        if os.path.exists(previous):  # the worker loaded it for the previous frame, if it needed it at all
+            os.remove(previous)
+        return path
 
-    def shade(self) -> None:
-        """Safe in a worker thread: touches no bpy data."""
+    def run(self) -> None:
+        """Safe in a worker thread: touches no bpy data. Ends with `shaded` set, or `error`."""
         try:
+            start = time.perf_counter()
+            seconds = preview_worker_client.render(worker.command("preview"), self._request)
+            self.timings["gbuffer"] = time.perf_counter() - start - seconds.get("cycles", 0.0)
+            if self.compare:
+                self.timings["cycles"] = seconds["cycles"]
+                self.cycles = np.load(self._request["cycles"])
             client = connect(self.connection, [work_dir(), os.path.dirname(self.bank)])
             self.shaded = shade(client, self.bank, self.gbuffer_path, self.renderer, work_dir())
-        except ServiceError as exc:
-            self.error = str(exc)
+        except (ServiceError, WorkerError) as exc:
+            self.error = "preview cancelled" if self.cancelled else str(exc)
         except Exception as exc:  # the thread's last word: apply() must find a frame or an error, never neither
             self.error = f"preview failed: {exc}"
+
+    def cancel(self) -> None:
+        """Stop the frame in flight (its Cycles render, by stopping the worker; a new one starts next time)."""
+        self.cancelled = True
+        preview_worker_client.cancel()
 
     def apply(self, scene) -> None:
         start = time.perf_counter()
@@ -145,6 +177,7 @@ class PreviewJob:
             preview_image.write_image(preview_image.DIFFERENCE_IMAGE, shown)
         self.timings["upload"] = time.perf_counter() - start
         self.timings["transfer"], self.timings["shading"] = self.shaded.transfer_s, self.shaded.shading_s
+        settings.snapshot_ms = 1000 * self.timings["snapshot"]
         settings.gbuffer_ms = 1000 * self.timings["gbuffer"]
         settings.transfer_ms = 1000 * self.timings["transfer"]
         settings.shading_ms = 1000 * self.timings["shading"]

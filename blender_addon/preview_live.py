@@ -2,7 +2,7 @@
 
 A bpy.app.timers tick compares a signature of what the frame depends on (view, lights, object
 transforms and vertex positions, preview settings); after DEBOUNCE_S without change it starts a
-PreviewJob, whose shading runs in a worker thread, and applies the result on a later tick. A
+PreviewJob, whose G-buffer render and shading run in a thread, and applies the result on a later tick. A
 signature, unlike depsgraph update handlers, is not fooled by the preview's own render scene.
 """
 
@@ -15,7 +15,7 @@ import bpy
 import numpy as np
 
 from .errors import InputError
-from .preview_job import PreviewJob, busy, find_viewport, shade_in_background
+from .preview_job import PreviewJob, busy, find_viewport, run_in_background
 
 DEBOUNCE_S = 0.3
 TICK_S = 0.1
@@ -84,12 +84,11 @@ def _start(context) -> None:
     global _job, _thread
     try:
         job = PreviewJob(context)
-        job.render_inputs()
-    except (InputError, RuntimeError) as exc:
+    except InputError as exc:
         context.scene.neural_face_preview.status = str(exc)
         return
     _job = job
-    _thread = shade_in_background(job)
+    _thread = run_in_background(job)
 
 
 def _finish(context, job: PreviewJob) -> None:

@@ -70,6 +70,8 @@ class NeuralFacePreviewState(bpy.types.PropertyGroup):
     status: bpy.props.StringProperty()
     gbuffer_path: bpy.props.StringProperty(description="G-buffer file of the last preview")
     renderer_used: bpy.props.StringProperty()
+    snapshot_ms: bpy.props.FloatProperty(name="Snapshot", description="Copying the object for the worker, "
+                                         "on Blender's main thread (the only preview stage there but Upload)")
     gbuffer_ms: bpy.props.FloatProperty(name="G-buffer")
     transfer_ms: bpy.props.FloatProperty(name="Transfer")
     shading_ms: bpy.props.FloatProperty(name="Shading")

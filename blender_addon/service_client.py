@@ -140,7 +140,8 @@ class LocalService:
         ready = Path(self.temp) / "ready.json"
         self.log_path = Path(self.temp) / "service.log"
         command = [python, "-m", "backend", "serve", "--port", "0", "--ready-file", str(ready),
-                   "--token-file", str(Path(self.temp) / "token"), "--work-dir", str(Path(self.temp) / "work")]
+                   "--token-file", str(Path(self.temp) / "token"), "--work-dir", str(Path(self.temp) / "work"),
+                   "--parent-pid", str(os.getpid())]  # the service stops by itself if Blender is killed
         for folder in self.folders:
             command += ["--allow", folder]
         with open(self.log_path, "w") as log:

@@ -1,6 +1,10 @@
 """Drives the add-on in headless Blender for tests/test_preview_addon.py (run with the bpy module's Python).
 
-Usage: python blender_preview_session.py SCENE.blend RESULT.json preview|train [key=value ...]
+Usage: python blender_preview_session.py SCENE.blend RESULT.json ACTION [key=value ...]
+ACTION: preview, train, live (the change detector), live_frames (the Live timer's callback, pumped
+as Blender's event loop would: timers never fire in background mode), cancel (a frame cancelled
+in flight, then another) or hold_worker (one preview, then the worker's pid in RESULT.json and
+wait to be killed).
 Enables the add-on as Blender does, sets up Suzanne with a camera and a point light, runs the
 operator, and writes what the test checks into RESULT.json (and the preview image as .npy).
 """
@@ -8,6 +12,7 @@ operator, and writes what the test checks into RESULT.json (and the preview imag
 import json
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import bpy
@@ -16,6 +21,7 @@ import numpy as np
 import addon_utils  # importable only once bpy is
 
 ROOT = Path(__file__).resolve().parents[1]
+STAGES = ("snapshot", "gbuffer", "transfer", "shading", "upload", "cycles")
 sys.path.insert(0, str(ROOT))
 
 
@@ -73,6 +79,74 @@ def live_signature_changes(scene) -> dict:
     return changed
 
 
+def live_frames(scene) -> dict:
+    """Live end to end: a first frame, debounce, a re-render after a light edit, and quiet when idle."""
+    from blender_addon import preview_job, preview_live
+    from blender_addon.preview_image import PREVIEW_IMAGE, read_image
+
+    def pump(seconds: float, until=lambda: False) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            preview_live._tick()  # the callback bpy.app.timers runs every TICK_S in the UI
+            if until():
+                return True
+            time.sleep(0.02)
+        return False
+
+    def shown():
+        image = bpy.data.images.get(PREVIEW_IMAGE)
+        return None if image is None else read_image(image).copy()
+
+    result = {}
+    scene.neural_face_preview.live = True  # its update callback enables Live
+    preview_live._tick()
+    result["debounced_first"] = not preview_job.busy()
+    result["first_frame"] = pump(120, lambda: shown() is not None and not preview_job.busy())
+    first = shown()
+    result["quiet_when_idle"] = not pump(1.0, preview_job.busy)
+
+    bpy.data.lights["Key"].energy = 100.0
+    preview_live._tick()
+    result["debounced_edit"] = not preview_job.busy()
+    result["edit_rerendered"] = pump(120, lambda: not preview_job.busy() and not np.array_equal(shown(), first))
+    second = shown()
+    covered = first[..., 3] > 0.5
+    result["edit_darkened"] = bool(second[covered, :3].mean() < first[covered, :3].mean())
+    result["status"] = scene.neural_face_preview.status
+    scene.neural_face_preview.live = False
+    return result
+
+
+def cancel_then_preview() -> dict:
+    """Cancel a frame while the worker is busy with it, then check that the next frame works."""
+    from blender_addon import preview_job, preview_worker_client
+
+    job = preview_job.PreviewJob(bpy.context)
+    thread = preview_job.run_in_background(job)
+    while preview_worker_client._worker is None:  # started by the thread; its bpy import takes a second
+        time.sleep(0.01)
+    job.cancel()
+    thread.join(120)
+    operator, error = run_operator(bpy.ops.neural_face.preview)
+    return {"cancel_error": job.error, "cancelled_frame": job.shaded is not None, "operator": operator,
+            "error": error}
+
+
+def hold_worker(result_path: str) -> None:
+    """Leave the preview worker running, report its pid, and wait for the test's kill -9."""
+    from blender_addon import preview_worker_client
+
+    Path(result_path).write_text(json.dumps({"worker_pid": preview_worker_client._worker.process.pid}))
+    time.sleep(600)
+
+
+def count_renders() -> list:
+    """Renders started in this Blender process: the preview must leave every one to its worker."""
+    renders = []
+    bpy.app.handlers.render_init.append(lambda *args: renders.append(1))
+    return renders
+
+
 def main(scene_path: str, result_path: str, action: str, options: dict) -> None:
     prefs = enable_addon()
     if "url" in options:
@@ -82,7 +156,8 @@ def main(scene_path: str, result_path: str, action: str, options: dict) -> None:
     scene = stage_scene(scene_path)
     scene.neural_face_train.bank_path = options["bank"]
     result = {}
-    if action == "preview":
+    renders = count_renders()
+    if action in ("preview", "hold_worker"):
         settings = scene.neural_face_preview
         settings.resolution = int(options["resolution"])
         settings.renderer = "torch"
@@ -94,11 +169,19 @@ def main(scene_path: str, result_path: str, action: str, options: dict) -> None:
 
             np.save(result_path + ".npy", read_image(image))
             result.update(image_size=list(image.size), is_float=image.is_float)
+        if action == "hold_worker":
+            hold_worker(result_path)
         result.update(status=settings.status, gbuffer=keep_gbuffer(settings.gbuffer_path, result_path),
-                      times_ms={k: getattr(settings, k + "_ms") for k in ("gbuffer", "transfer", "shading", "upload", "cycles")},
+                      times_ms={stage: getattr(settings, stage + "_ms") for stage in STAGES},
                       images=sorted(i.name for i in bpy.data.images))
+    elif action == "cancel":
+        scene.neural_face_preview.resolution, scene.neural_face_preview.renderer = 16, "torch"
+        result.update(cancel_then_preview())
     elif action == "live":
         result["changed"] = live_signature_changes(scene)
+    elif action == "live_frames":
+        scene.neural_face_preview.resolution, scene.neural_face_preview.renderer = 32, "torch"
+        result.update(live_frames(scene))
     else:
         scene.neural_face_dataset.output_dir = options["dataset"]
         scene.neural_face_train.steps = int(options["steps"])
@@ -107,6 +190,7 @@ def main(scene_path: str, result_path: str, action: str, options: dict) -> None:
         result.update(state=state.state, step=state.step, total_steps=state.total_steps, loss=state.loss,
                       val_psnr=state.val_psnr, progress=state.progress, message=state.message,
                       report=state.report_path)
+    result["renders_in_session"] = len(renders)
     Path(result_path).write_text(json.dumps(result))
 
 

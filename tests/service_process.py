@@ -29,7 +29,9 @@ class Service:
         return httpx.Client(base_url=self.url, headers=headers, timeout=120, **kwargs)
 
 
-def start_service(allow: list[Path], work: Path, extra_args: tuple[str, ...] = ()) -> Service:
+def start_service(allow: list[Path], work: Path, extra_args: tuple[str, ...] = (),
+                  parent_pid: int | None = None) -> Service:
+    """Start the service and wait for its first answer; with `parent_pid`, it follows that process."""
     work.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(24)
     ready = work / "ready.json"
@@ -37,6 +39,8 @@ def start_service(allow: list[Path], work: Path, extra_args: tuple[str, ...] = (
                "--token-file", str(work / "token"), "--work-dir", str(work / "service"), *extra_args]
     for folder in allow:
         command += ["--allow", str(folder)]
+    if parent_pid is not None:
+        command += ["--parent-pid", str(parent_pid)]
     log = open(work / "service.log", "w")
     process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                env={**os.environ, "NEURAL_FACE_TOKEN": token})

@@ -86,14 +86,13 @@ def test_dataset_worker_reports_progress_and_writes_the_dataset(suzanne_blend, t
 
     settings = DatasetSettings(scene=str(suzanne_blend), resolution=(16, 16), samples=2, gt_samples=1)
     out = tmp_path / "worker"
-    result = subprocess.run([sys.executable, str(ROOT / "blender_addon" / "dataset_worker.py"), str(suzanne_blend),
-                             str(out), json.dumps(settings.to_json())], capture_output=True, text=True, timeout=120)
+    worker = [sys.executable, str(ROOT / "blender_addon" / "worker.py"), "dataset", str(suzanne_blend), str(out)]
+    result = subprocess.run([*worker, json.dumps(settings.to_json())], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     progress = [line.split()[1:] for line in result.stdout.splitlines() if line.startswith("NF_PROGRESS")]
     assert progress == [["0", "2"], ["1", "2"], ["2", "2"]]
     assert open_dataset(out).indices() == [0, 1]
 
-    refused = subprocess.run([sys.executable, str(ROOT / "blender_addon" / "dataset_worker.py"), str(suzanne_blend),
-                              str(out), json.dumps(dict(settings.to_json(), seed=5))], capture_output=True, text=True,
+    refused = subprocess.run([*worker, json.dumps(dict(settings.to_json(), seed=5))], capture_output=True, text=True,
                              timeout=120)
     assert refused.returncode == 2 and "other settings (seed)" in refused.stderr

@@ -10,6 +10,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +71,8 @@ def test_preview_shows_exactly_the_cli_frame(service, suzanne_blend, tiny_bank, 
     assert shown.shape == expected.shape
     assert np.array_equal(shown, expected)
     assert (expected[..., 3] > 0.5).mean() > 0.1  # Suzanne covers the frame, so the check is not vacuous
-    assert all(result["times_ms"][stage] > 0 for stage in ("gbuffer", "transfer", "shading", "upload"))
+    assert all(result["times_ms"][stage] > 0 for stage in ("snapshot", "gbuffer", "transfer", "shading", "upload"))
+    assert result["renders_in_session"] == 0, "Cycles ran in the UI's process: the preview worker must render"
 
 
 @pytest.mark.slow
@@ -81,6 +83,7 @@ def test_compare_with_cycles_adds_the_render_and_the_difference(service, suzanne
     assert result["operator"] == ["FINISHED"], result
     assert {"Neural Preview", "Neural Preview Cycles", "Neural Preview Difference"} <= set(result["images"])
     assert result["times_ms"]["cycles"] > 0
+    assert result["renders_in_session"] == 0
 
 
 @pytest.mark.parametrize("case, expected", [
@@ -124,3 +127,54 @@ def test_live_preview_notices_view_light_and_object_changes(suzanne_blend, scrat
     result = blender_session(suzanne_blend, tmp_path / "live.json", "live", scratch, python=sys.executable,
                              bank=tmp_path / "unused.nfbank")
     assert result["changed"] == {"camera": True, "light": True, "object": True, "geometry": True, "nothing": False}
+
+
+@pytest.mark.slow
+def test_live_renders_after_edits_debounced_and_stays_quiet_when_idle(service, suzanne_blend, tiny_bank, scratch,
+                                                                       tmp_path):
+    result = blender_session(suzanne_blend, tmp_path / "live_frames.json", "live_frames", scratch, url=service.url,
+                             token=service.token, bank=tiny_bank)
+    assert result["debounced_first"] and result["debounced_edit"], "a change must wait DEBOUNCE_S before a render"
+    assert result["first_frame"], result
+    assert result["quiet_when_idle"], "Live re-rendered although nothing changed"
+    assert result["edit_rerendered"] and result["edit_darkened"], result  # the key light went from 400 W to 100 W
+    assert result["renders_in_session"] == 0
+
+
+def test_cancelled_frame_ends_with_a_message_and_the_next_frame_works(service, suzanne_blend, tiny_bank, scratch,
+                                                                       tmp_path):
+    result = blender_session(suzanne_blend, tmp_path / "cancel.json", "cancel", scratch, url=service.url,
+                             token=service.token, bank=tiny_bank)
+    assert result["cancel_error"] == "preview cancelled" and not result["cancelled_frame"], result
+    assert result["operator"] == ["FINISHED"], result  # a new worker took over
+
+
+def _gone(pid: int) -> bool:
+    """True once `pid` has exited (a zombie nobody reaped counts as exited)."""
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] in ("Z", "X")
+    except (FileNotFoundError, IndexError):
+        return True
+
+
+@pytest.mark.slow
+def test_preview_worker_exits_when_blender_is_killed(service, suzanne_blend, tiny_bank, scratch, tmp_path):
+    result_path = tmp_path / "hold.json"
+    args = [sys.executable, str(SESSION), str(suzanne_blend), str(result_path), "hold_worker", f"url={service.url}",
+            f"token={service.token}", f"bank={tiny_bank}", "resolution=16"]
+    session = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={"PATH": "/usr/bin:/bin", "HOME": str(scratch), "TMPDIR": str(scratch)})
+    try:
+        deadline = time.monotonic() + 120
+        while not result_path.is_file() and session.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert result_path.is_file(), "the session never reported its preview worker"
+        worker_pid = json.loads(result_path.read_text())["worker_pid"]
+        assert not _gone(worker_pid)
+    finally:
+        session.kill()  # SIGKILL: no atexit, no cleanup in Blender
+        session.wait()
+    deadline = time.monotonic() + 20
+    while not _gone(worker_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _gone(worker_pid), "the preview worker outlived the Blender that started it"

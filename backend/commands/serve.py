@@ -27,6 +27,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-upload-mb", type=int, default=512, help="largest file upload accepted (MiB)")
     parser.add_argument("--ready-file", type=Path,
                         help="write {\"url\", \"pid\"} as JSON here once listening (used by the add-on)")
+    parser.add_argument("--parent-pid", type=int, metavar="PID",
+                        help="stop (cancelling training) once process PID has gone; the add-on passes "
+                             "Blender's, so a killed Blender leaves no service behind")
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -41,7 +44,36 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _check_parent(pid: int) -> None:
+    """Refuse at start a parent that is already gone: the service would stop at once."""
+    from backend.watchdog import liveness
+
+    try:
+        liveness(pid)
+    except ProcessLookupError:
+        raise UserError(f"--parent-pid {pid}: no such process; the service stops when that process "
+                        f"exits, so pass one that runs (the add-on passes Blender's)") from None
+    except PermissionError as exc:
+        raise UserError(f"--parent-pid {pid}: {exc}") from None
+
+
+def _follow_parent(pid: int, server) -> None:
+    """Shut the server down cleanly (lifespan shutdown cancels training) once process `pid` has gone."""
+    from backend.watchdog import watch
+
+    def parent_gone() -> None:
+        print(f"parent process {pid} has gone; stopping the service", flush=True)
+        server.should_exit = True  # uvicorn's main loop looks at this every 0.1 s
+
+    try:
+        watch(pid, parent_gone)
+    except (ProcessLookupError, PermissionError):  # gone between the check at start and now
+        parent_gone()
+
+
 def run(args) -> int:
+    if args.parent_pid is not None:
+        _check_parent(args.parent_pid)
     import uvicorn
 
     from backend.service import Settings, create_app
@@ -68,9 +100,15 @@ def run(args) -> int:
               f"token can read and write the allowed folders")
     print(f"Neural Face service at {url}")
     print(f"token written to {args.token_file} (send 'Authorization: Bearer <token>')")
-    print("allowed folders: " + ", ".join(str(p) for p in settings.allowed_folders))
+    # Flushed: stdout is the add-on's log file, and the lines must come before any later ones.
+    print("allowed folders: " + ", ".join(str(p) for p in settings.allowed_folders), flush=True)
     if args.ready_file:
         write_text_atomic(args.ready_file, json.dumps({"url": url, "pid": os.getpid()}))
-    config = uvicorn.Config(create_app(settings), log_level="warning", access_log=False)
-    uvicorn.Server(config).run(sockets=[sock])
+    # A request still running after 5 s does not hold the shutdown (SIGTERM, --parent-pid) up.
+    config = uvicorn.Config(create_app(settings), log_level="warning", access_log=False,
+                            timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
+    if args.parent_pid is not None:
+        _follow_parent(args.parent_pid, server)
+    server.run(sockets=[sock])
     return 0

@@ -6,6 +6,7 @@ problem becomes a 4xx answer `{"detail": message}`; a 500 means a bug in the ser
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
 import threading
@@ -31,6 +32,7 @@ from backend.service.settings import Settings
 
 FILE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 DEFAULT_FRAME = "frame.npy"  # each render without `out` replaces the last one
+JOB_STOP_WAIT_S = 10.0  # a stopping service waits this long for a cancelled job (a step, a report stage)
 
 
 class NotFound(Exception):
@@ -85,7 +87,8 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app):
         yield
-        jobs.cancel_all()
+        for job in await asyncio.to_thread(jobs.cancel_all, JOB_STOP_WAIT_S):
+            print(f"training job {job.id} stopped with the service: {job.state}", flush=True)
         if settings.temporary_work_folder:
             shutil.rmtree(settings.work_folder, ignore_errors=True)
 
@@ -135,6 +138,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.post("/train/{job_id}/cancel", response_model=JobStatus, responses=_errors(404))
     def cancel_training(job_id: str = PathParam(max_length=64)):
+        """Stop the job: training at its next step (no bank is written), the report at its next stage
+        (the bank is kept, no report is written). A finished job stays as it is."""
         job = _job(job_id)
         job.stop.set()
         return job.status()

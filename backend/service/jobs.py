@@ -1,13 +1,14 @@
 """Training jobs run in a background thread of the service: train, then write the report.
 
 One job at a time (training already uses every core); progress and cancellation go through
-`backend.training.train`'s `on_progress` and `should_stop` hooks.
+`backend.training.train`'s `on_progress` and `should_stop` hooks, and `write_report`'s `should_stop`.
 """
 
 from __future__ import annotations
 
 import math
 import threading
+import time
 import traceback
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -41,7 +42,7 @@ class TrainingJob:
         }
 
     def run(self) -> None:
-        from backend.report import write_report
+        from backend.report import ReportCancelled, write_report
         from backend.training import TrainConfig, train
 
         try:
@@ -51,10 +52,13 @@ class TrainingJob:
                 self.state = "cancelled"
                 return
             self.state = "reporting"
-            metrics = write_report(self.bank, self.dataset, self.report_dir)
+            metrics = write_report(self.bank, self.dataset, self.report_dir, should_stop=self.stop.is_set)
             self.metrics = headline(metrics["headline"])
             self.report = str(self.report_dir / "index.html")
             self.state = "done"
+        except ReportCancelled:  # the bank is complete; only the report is given up
+            self.error = f"cancelled while writing the report; the bank is kept at {self.bank}"
+            self.state = "cancelled"
         except UserError as exc:
             self.error, self.state = str(exc), "failed"
         except Exception as exc:  # a bug must still end the job visibly, not kill the thread silently
@@ -79,6 +83,7 @@ def headline(metrics: dict) -> dict[str, float]:
 class Jobs:
     def __init__(self):
         self._jobs: dict[str, TrainingJob] = {}
+        self._threads: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
 
     def start(self, job: TrainingJob) -> TrainingJob:
@@ -87,12 +92,20 @@ class Jobs:
             if busy:
                 raise JobConflict(f"training job {busy[0].id} is still running; cancel it or wait")
             self._jobs[job.id] = job
-        threading.Thread(target=job.run, name=f"train-{job.id}", daemon=True).start()
+            thread = self._threads[job.id] = threading.Thread(target=job.run, name=f"train-{job.id}", daemon=True)
+            thread.start()
         return job
 
     def get(self, job_id: str) -> TrainingJob | None:
         return self._jobs.get(job_id)
 
-    def cancel_all(self) -> None:
+    def cancel_all(self, wait_s: float = 0.0) -> list[TrainingJob]:
+        """Stop every job and wait up to `wait_s` for their threads, so that a stopping service leaves a
+        checkpoint and no temporary report folder behind; returns the jobs that were still running."""
+        running = [job for job in self._jobs.values() if job.state in ("running", "reporting")]
         for job in self._jobs.values():
             job.stop.set()
+        deadline = time.monotonic() + wait_s
+        for job in running:
+            self._threads[job.id].join(max(deadline - time.monotonic(), 0))
+        return running

@@ -54,7 +54,7 @@ class JobStatus(BaseModel):
     report: str | None = Field(description="the report's HTML file once written")
     progress: Progress | None
     metrics: dict[str, float] | None = Field(description="the report's headline numbers")
-    error: str | None
+    error: str | None = Field(description="why the job failed, or what a job cancelled while reporting kept")
 
 
 class RenderRequest(Strict):

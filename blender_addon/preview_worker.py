@@ -1,0 +1,111 @@
+"""The Neural Render Preview's Blender worker: renders G-buffers (and Cycles comparisons) off the UI.
+
+bpy renders only on the main thread of the process that owns the data, and a Cycles render of the
+G-buffer takes 0.5-2 s, so the preview hands it to this persistent background Blender
+(`worker.py preview`, started by preview_worker_client). Protocol, one JSON object a line:
+- stdin, a request: `scene` (a .blend holding only the target object, written by
+  `bpy.data.libraries.write` on the UI side in a few ms), `object`, `matrix_world`, `camera`
+  (CameraSpec.to_json), `lights` (dataset light records), `resolution`, `gbuffer` (EXR to write with
+  THE recipe, gbuffer.write_gbuffer), `light_samples` (as the training data had) and, for "Compare
+  with Cycles", `cycles` (.npy to write) and `cycles_samples`;
+- stdout, the reply on a line starting with REPLY_PREFIX (Cycles prints its own lines there too):
+  `{"ok": true, "seconds": {...}}` or `{"ok": false, "error": "..."}`.
+The worker exits when stdin closes, so it never outlives the Blender that started it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import bpy
+import numpy as np
+from mathutils import Matrix
+
+from .camera_model import CameraSpec
+from .errors import InputError, SceneError
+from .gbuffer import write_gbuffer
+from .ground_truth import render_ground_truth
+from .preview_image import load_exr
+from .render_rig import RenderRig
+
+REPLY_PREFIX = "NF_REPLY "
+
+
+class PreviewScene:
+    """The target object of the latest snapshot, loaded once per snapshot file."""
+
+    def __init__(self):
+        self._snapshot: str | None = None
+        self._target = None
+
+    def target(self, snapshot: str, name: str, matrix_world: list):
+        if snapshot != self._snapshot:
+            self._load(snapshot, name)
+        # The snapshot's object is not parented in the rig, so its world placement is set directly.
+        self._target.matrix_world = Matrix(matrix_world)
+        return self._target
+
+    def _load(self, snapshot: str, name: str) -> None:
+        if self._target is not None:  # the previous snapshot's object and everything only it used
+            bpy.data.objects.remove(self._target)
+            self._target, self._snapshot = None, None
+            bpy.data.orphans_purge(do_recursive=True)
+        if not os.path.isfile(snapshot):
+            raise SceneError(f"scene snapshot {snapshot!r} does not exist")
+        with bpy.data.libraries.load(snapshot, link=False) as (source, loaded):
+            if name not in source.objects:
+                raise SceneError(f"object {name!r} is not in the preview's scene snapshot")
+            loaded.objects = [name]
+        self._target = loaded.objects[0]
+        # The UI sends the evaluated world matrix; nothing in the worker may move the object again.
+        self._target.parent = None
+        self._target.constraints.clear()
+        self._target.animation_data_clear()
+        self._snapshot = snapshot
+
+
+def render(scene: PreviewScene, request: dict) -> dict:
+    """Write the request's G-buffer (and Cycles frame); returns seconds per stage."""
+    start = time.perf_counter()
+    target = scene.target(request["scene"], request["object"], request["matrix_world"])
+    camera = CameraSpec.from_json(request["camera"])
+    resolution = tuple(request["resolution"])
+    seconds = {"load": time.perf_counter() - start}
+    start = time.perf_counter()
+    write_gbuffer(target, camera, request["lights"], resolution, request["gbuffer"], request["light_samples"])
+    seconds["gbuffer"] = time.perf_counter() - start
+    if request.get("cycles"):
+        start = time.perf_counter()
+        exr = request["cycles"] + ".exr"
+        with RenderRig(target, resolution) as rig:
+            image = rig.scene.render.image_settings  # one RGBA layer, which bpy can load as an image
+            image.media_type = "IMAGE"
+            image.file_format = "OPEN_EXR"
+            image.color_mode = "RGBA"
+            render_ground_truth(rig, camera, request["lights"], exr, request["cycles_samples"], denoise=True)
+        frame = load_exr(exr)
+        os.remove(exr)
+        with open(request["cycles"] + ".partial", "wb") as stream:  # the UI side reads it with numpy alone
+            np.save(stream, frame)
+        os.replace(request["cycles"] + ".partial", request["cycles"])
+        seconds["cycles"] = time.perf_counter() - start
+    return seconds
+
+
+def answer(reply: dict) -> None:
+    print(REPLY_PREFIX + json.dumps(reply), flush=True)
+
+
+def main() -> int:
+    scene = PreviewScene()
+    for line in sys.stdin:  # ends when the add-on closes the pipe, or when its Blender dies
+        try:
+            answer({"ok": True, "seconds": render(scene, json.loads(line))})
+        except InputError as exc:
+            answer({"ok": False, "error": str(exc)})
+        except Exception as exc:  # a failed render must reach the user as a report, not end the worker
+            answer({"ok": False, "error": f"rendering the preview's G-buffer failed: {exc}"})
+    return 0
