@@ -49,7 +49,7 @@ def stage_suzanne(folder: Path):
     camera.location, camera.rotation_euler = (0.3, -3.2, 0.5), (1.42, 0.0, 0.09)
     scene.camera = camera
     light = bpy.data.objects.new("Key", bpy.data.lights.new("Key", "POINT"))
-    light.data.energy, light.location = 400.0, (2.0, -3.0, 2.0)
+    light.data.energy, light.data.shadow_soft_size, light.location = 400.0, 0.1, (2.0, -3.0, 2.0)
     scene.collection.objects.link(light)
     scene.render.resolution_x = scene.render.resolution_y = 1  # square: the preview size sets the pixels
     bpy.context.view_layer.objects.active = next(o for o in scene.objects if o.type == "MESH")

@@ -93,6 +93,8 @@ def _light_samples(scene) -> int:
 
 class PreviewJob:
     def __init__(self, context):
+        # World matrices are only current after an evaluation; a script may have moved things since.
+        context.view_layer.update()
         scene = context.scene
         self.scene_name = scene.name
         settings = scene.neural_face_preview

@@ -70,7 +70,12 @@ def test_preview_shows_exactly_the_cli_frame(service, suzanne_blend, tiny_bank, 
     expected = np.stack([channels[c] for c in "RGBA"], axis=-1)
     assert shown.shape == expected.shape
     assert np.array_equal(shown, expected)
-    assert (expected[..., 3] > 0.5).mean() > 0.1  # Suzanne covers the frame, so the check is not vacuous
+    coverage = (expected[..., 3] > 0.5).mean()
+    assert 0.1 < coverage < 0.9, coverage  # Suzanne in view: the check is not vacuous, the camera not inside her
+
+    record = json.loads(Path(result["gbuffer"]).with_name("preview.json").read_text())
+    assert record["camera"]["position"] == pytest.approx([0.3, -4.0, 0.6], abs=1e-5)  # the scene's camera and light
+    assert [light["position"] for light in record["lights"]] == [pytest.approx([2.0, -3.0, 2.0], abs=1e-5)]
     assert all(result["times_ms"][stage] > 0 for stage in ("snapshot", "gbuffer", "transfer", "shading", "upload"))
     assert result["renders_in_session"] == 0, "Cycles ran in the UI's process: the preview worker must render"
 
