@@ -88,7 +88,7 @@ def report_outcome(state, report) -> set[str]:
         report({"INFO"}, f"Training done: {state.message}")
         return {"FINISHED"}
     if state.state == "cancelled":
-        report({"WARNING"}, "Training cancelled")
+        report({"WARNING"}, f"Training cancelled: {state.message}" if state.message else "Training cancelled")
         return {"CANCELLED"}
     report({"ERROR"}, f"Training failed: {state.message}")
     return {"CANCELLED"}
