@@ -33,7 +33,7 @@ def prepare(context, report) -> PreviewJob | None:
 
 def finish(context, job: PreviewJob, report) -> set[str]:
     if job.error is not None:
-        report({"ERROR"}, job.error)
+        report({"WARNING"} if job.cancelled else {"ERROR"}, job.error)
         context.scene.neural_face_preview.status = job.error
         return {"CANCELLED"}
     job.apply(context.scene)
@@ -72,14 +72,16 @@ class NEURALFACE_OT_preview(bpy.types.Operator):
         if self._job is None:
             return {"CANCELLED"}
         self._thread = preview_job.run_in_background(self._job)
+        context.scene.neural_face_preview.status = "rendering (Esc cancels)"
         self._timer = context.window_manager.event_timer_add(POLL_INTERVAL_S, window=context.window)
         context.window_manager.modal_handler_add(self)
         return {"RUNNING_MODAL"}
 
     def modal(self, context, event):
-        if event.type == "ESC":
+        if event.type == "ESC" and event.value == "PRESS":
             self._job.cancel()  # the thread ends soon with the job's error "preview cancelled"
-        if event.type not in ("TIMER", "ESC") or self._thread.is_alive():
+            return {"RUNNING_MODAL"}
+        if event.type != "TIMER" or self._thread.is_alive():
             return {"PASS_THROUGH"}
         context.window_manager.event_timer_remove(self._timer)
         return finish(context, self._job, self.report)
