@@ -40,6 +40,7 @@ def _geometry(mesh) -> int:
 
 def signature(context) -> tuple:
     """Everything a preview frame depends on, compared on every tick."""
+    context.view_layer.update()  # as PreviewJob does: current world matrices, or a later frame differs
     scene = context.scene
     settings = scene.neural_face_preview
     parts = [settings.source, settings.resolution, settings.renderer, settings.compare]
