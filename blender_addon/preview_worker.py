@@ -30,6 +30,7 @@ from .gbuffer import write_gbuffer
 from .ground_truth import render_ground_truth
 from .preview_image import load_exr
 from .render_rig import RenderRig
+from .scene_setup import ensure_material
 
 REPLY_PREFIX = "NF_REPLY "
 
@@ -42,10 +43,13 @@ class PreviewScene:
         self._target = None
 
     def target(self, snapshot: str, name: str, matrix_world: list):
-        if snapshot != self._snapshot:
+        loaded = snapshot != self._snapshot
+        if loaded:
             self._load(snapshot, name)
         # The snapshot's object is not parented in the rig, so its world placement is set directly.
         self._target.matrix_world = Matrix(matrix_world)
+        if loaded:  # as the dataset worker did on its copy: a bare mesh was rendered with the skin material
+            ensure_material(self._target)
         return self._target
 
     def _load(self, snapshot: str, name: str) -> None:

@@ -162,6 +162,8 @@ def main(scene_path: str, result_path: str, action: str, options: dict) -> None:
         settings.resolution = int(options["resolution"])
         settings.renderer = "torch"
         settings.compare = options.get("compare") == "1"
+        if options.get("bare") == "1":  # a mesh without material: the dataset gives it the skin material
+            next(o for o in scene.objects if o.type == "MESH").data.materials.clear()
         result["operator"], result["error"] = run_operator(bpy.ops.neural_face.preview)
         image = bpy.data.images.get("Neural Preview")
         if image is not None:

@@ -91,6 +91,21 @@ def test_compare_with_cycles_adds_the_render_and_the_difference(service, suzanne
     assert result["renders_in_session"] == 0
 
 
+def test_a_bare_mesh_is_previewed_with_the_skin_material_the_dataset_gives_it(service, suzanne_blend, tiny_bank,
+                                                                               scratch, tmp_path):
+    from blender_addon.scene_setup import DEFAULT_SKIN_COLOR
+
+    result = blender_session(suzanne_blend, tmp_path / "bare.json", "preview", scratch, url=service.url,
+                             token=service.token, bank=tiny_bank, resolution=32, bare=1)
+    assert result["operator"] == ["FINISHED"], result
+    layers = read_parts(result["gbuffer"])
+    albedo = np.stack([layers["GBuffer.Diffuse Color"][c] for c in "RGB"], axis=-1)
+    covered = layers["GBuffer.Combined"]["A"] > 0.5
+    mean = albedo[covered].mean(axis=0)
+    skin = np.array(DEFAULT_SKIN_COLOR[:3])
+    assert np.allclose(mean / mean.sum(), skin / skin.sum(), atol=0.02), mean  # skin's hue, not the default grey
+
+
 @pytest.mark.parametrize("case, expected", [
     ("no_bank", "train one first"),
     ("wrong_token", "401"),
