@@ -97,7 +97,8 @@ class NEURAL_FACE_OT_generate_dataset(bpy.types.Operator):
         command = worker.command("dataset", scene_copy, job.out_dir, json.dumps(job.settings.to_json()))
         self._log_path = os.path.join(self._tempdir.name, "worker.log")
         with open(self._log_path, "w") as log:  # a file, not a pipe: an unread pipe could stall the worker
-            self._worker = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
+            self._worker = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True,
+                                            creationflags=worker.NO_CONSOLE)
         self._progress = queue.Queue()
         threading.Thread(target=_read_progress, args=(self._worker.stdout, self._progress), daemon=True).start()
 

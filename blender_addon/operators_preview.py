@@ -11,7 +11,7 @@ import threading
 
 import bpy
 
-from . import preview_job, preview_live
+from . import preview_job, preview_live, preview_snapshot, preview_worker_client
 from .errors import InputError
 from .preview_job import PreviewJob
 
@@ -28,6 +28,9 @@ def prepare(context, report) -> PreviewJob | None:
         return None
     if job.ignored_lights:
         report({"WARNING"}, f"only point lights are shaded; ignored: {', '.join(job.ignored_lights)}")
+    if job.unsaved_images:
+        report({"WARNING"}, f"the preview sees the saved pixels of {', '.join(job.unsaved_images)}; save the "
+                            "images (or pack them) to preview your changes")
     return job
 
 
@@ -87,10 +90,31 @@ class NEURALFACE_OT_preview(bpy.types.Operator):
         return finish(context, self._job, self.report)
 
 
+class NEURALFACE_OT_cancel_preview(bpy.types.Operator):
+    """Stop the preview frame being rendered (the button's or Live's)"""
+
+    bl_idname = "neural_face.cancel_preview"
+    bl_label = "Cancel Preview"
+
+    @classmethod
+    def poll(cls, context):
+        return preview_job.busy()
+
+    def execute(self, context):
+        preview_job.cancel_in_flight()
+        return {"FINISHED"}
+
+
 def register():
     bpy.utils.register_class(NEURALFACE_OT_preview)
+    bpy.utils.register_class(NEURALFACE_OT_cancel_preview)
+    preview_snapshot.register()
 
 
 def unregister():
     preview_live.set_enabled(False)
+    preview_job.cancel_in_flight()
+    preview_worker_client.stop()  # a disabled or reloaded add-on leaves no Blender behind
+    preview_snapshot.unregister()
+    bpy.utils.unregister_class(NEURALFACE_OT_cancel_preview)
     bpy.utils.unregister_class(NEURALFACE_OT_preview)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import operators_train
+from . import operators_train, preview_job
 
 
 class _NeuralFacePanel:
@@ -51,7 +51,10 @@ class NEURALFACE_PT_preview(_NeuralFacePanel, bpy.types.Panel):
         if settings.compare:
             layout.prop(settings, "compare_samples")
         layout.prop(settings, "show_overlay")
-        layout.operator("neural_face.preview", icon="SHADING_RENDERED")
+        if preview_job.busy():
+            layout.operator("neural_face.cancel_preview", icon="CANCEL")
+        else:
+            layout.operator("neural_face.preview", icon="SHADING_RENDERED")
         if settings.status:
             layout.label(text=settings.status)
         if settings.renderer_used:

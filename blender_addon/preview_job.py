@@ -1,7 +1,8 @@
 """One Neural Render Preview frame. Only the two ends touch bpy, on the main thread; Cycles never runs there.
 
 1. `PreviewJob(context)` (main thread, a few ms): reads the view, the lights and the settings, and
-   writes a snapshot of the target object (`bpy.data.libraries.write`: about 3 ms for the example face).
+   writes a snapshot of the target object when it changed (preview_snapshot.py: about 3 ms for the
+   example face).
 2. `run` (a worker thread, no bpy): the preview's Blender worker renders the G-buffer with THE
    dataset recipe (and, with "Compare with Cycles", the Cycles frame); the service shades it.
 3. `apply` (main thread, from a timer or a modal operator): bulk-write the images, record the timings.
@@ -20,7 +21,7 @@ import time
 import bpy
 import numpy as np
 
-from . import preview_image, preview_worker_client, worker
+from . import preview_image, preview_snapshot, preview_worker_client, worker
 from .errors import SceneError
 from .preferences import connection
 from .preview_pipeline import ShadedFrame, shade
@@ -30,9 +31,11 @@ from .properties_preview import dataset_folder
 from .scene_setup import find_target
 from .service_client import ServiceError, connect
 
+WORKER_TIMEOUT_BASE_S = 120.0  # the first frame waits for the worker's Blender to start
+
 _work_dir: str | None = None
-_snapshot_count = 0
 _in_flight: threading.Thread | None = None  # one frame at a time: frames share the work files
+_in_flight_job: "PreviewJob | None" = None
 
 
 def work_dir() -> str:
@@ -49,8 +52,15 @@ def busy() -> bool:
     return _in_flight is not None and _in_flight.is_alive()
 
 
+def cancel_in_flight() -> None:
+    """Cancel the frame in flight, from the operator or from Live (the panel's Cancel button)."""
+    if busy() and _in_flight_job is not None:
+        _in_flight_job.cancel()
+
+
 def run_in_background(job: "PreviewJob") -> threading.Thread:
-    global _in_flight
+    global _in_flight, _in_flight_job
+    _in_flight_job = job
     _in_flight = threading.Thread(target=job.run, name="neural-preview", daemon=True)
     _in_flight.start()
     return _in_flight
@@ -125,8 +135,11 @@ class PreviewJob:
         self.shaded: ShadedFrame | None = None
         self.error: str | None = None
         self.cancelled = False
+        self.unsaved_images = preview_snapshot.unsaved_images(self.target)
+        snapshot, self.timings["snapshot"] = preview_snapshot.snapshot(self.target, work_dir())
+        self._request_id = preview_worker_client.new_request_id()
         self._request = {
-            "scene": self._snapshot(), "object": self.target.name,
+            "scene": snapshot, "object": self.target.name,
             "matrix_world": [list(row) for row in self.target.matrix_world],
             "camera": self.camera.to_json(), "lights": self.lights, "resolution": list(self.resolution),
             "gbuffer": self.gbuffer_path, "light_samples": _light_samples(scene),
@@ -134,39 +147,37 @@ class PreviewJob:
             "cycles_samples": self.compare_samples,
         }
 
-    def _snapshot(self) -> str:
-        """The target alone in a .blend for the worker; a new name each frame, the previous one removed."""
-        global _snapshot_count
-        _snapshot_count += 1
-        path = os.path.join(work_dir(), f"scene-{_snapshot_count}.blend")
-        start = time.perf_counter()
-        bpy.data.libraries.write(path, {self.target}, path_remap="ABSOLUTE")
-        self.timings["snapshot"] = time.perf_counter() - start
-        previous = os.path.join(work_dir(), f"scene-{_snapshot_count - 1}.blend")
-        if os.path.exists(previous):  # the worker loaded it for the previous frame, if it needed it at all
-            os.remove(previous)
-        return path
-
     def run(self) -> None:
         """Safe in a worker thread: touches no bpy data. Ends with `shaded` set, or `error`."""
         try:
             start = time.perf_counter()
-            seconds = preview_worker_client.render(worker.command("preview"), self._request)
+            seconds = preview_worker_client.render(worker.command("preview"), self._request_id, self._request,
+                                                   self._worker_timeout_s())
             self.timings["gbuffer"] = time.perf_counter() - start - seconds.get("cycles", 0.0)
             if self.compare:
                 self.timings["cycles"] = seconds["cycles"]
                 self.cycles = np.load(self._request["cycles"])
-            client = connect(self.connection, [work_dir(), os.path.dirname(self.bank)])
-            self.shaded = shade(client, self.bank, self.gbuffer_path, self.renderer, work_dir())
+            if not self.cancelled:
+                client = connect(self.connection, [work_dir(), os.path.dirname(self.bank)])
+                self.shaded = shade(client, self.bank, self.gbuffer_path, self.renderer, work_dir())
         except (ServiceError, WorkerError) as exc:
-            self.error = "preview cancelled" if self.cancelled else str(exc)
+            self.error = str(exc)
         except Exception as exc:  # the thread's last word: apply() must find a frame or an error, never neither
             self.error = f"preview failed: {exc}"
+        if self.cancelled:
+            self.error, self.shaded = "preview cancelled", None
+
+    def _worker_timeout_s(self) -> float:
+        """Generous: it only catches a worker that hangs (a CPU doing 0.2 M samples/s is slow for Cycles)."""
+        width, height = self.resolution
+        samples = 1 + self._request["light_samples"] + (self.compare_samples if self.compare else 0)
+        return WORKER_TIMEOUT_BASE_S + width * height * samples / 2e5
 
     def cancel(self) -> None:
-        """Stop the frame in flight (its Cycles render, by stopping the worker; a new one starts next time)."""
+        """Stop this frame: its Cycles render in the worker is killed (a new worker serves the next frame);
+        shading, short, is left to finish and its result dropped."""
         self.cancelled = True
-        preview_worker_client.cancel()
+        preview_worker_client.cancel(self._request_id)
 
     def apply(self, scene) -> None:
         start = time.perf_counter()

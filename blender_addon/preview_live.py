@@ -51,6 +51,8 @@ def signature(context) -> tuple:
         elif obj.type == "MESH" or obj == scene.camera:
             parts.append(_rounded(v for row in obj.matrix_world for v in row))
         if obj.type == "MESH":
+            if obj.mode == "EDIT":
+                obj.update_from_editmode()  # Edit Mode's changes reach the mesh data only through this
             parts.append(_geometry(obj.data))
     if scene.camera is not None:
         parts.append(_rounded([scene.camera.data.lens, scene.camera.data.sensor_width]))
@@ -88,6 +90,9 @@ def _start(context) -> None:
     except InputError as exc:
         context.scene.neural_face_preview.status = str(exc)
         return
+    except Exception as exc:  # e.g. a full disk: an exception would unregister the timer, Live silently off
+        context.scene.neural_face_preview.status = f"live preview failed: {exc}"
+        return
     _job = job
     _thread = run_in_background(job)
 
@@ -101,7 +106,7 @@ def _finish(context, job: PreviewJob) -> None:
 
 def set_enabled(enabled: bool) -> None:
     """Start or stop live updates (the Live checkbox); timers never fire in background mode."""
-    global _enabled, _signature
+    global _enabled, _signature, _job
     if enabled == _enabled:
         return
     _enabled = enabled
@@ -111,3 +116,6 @@ def set_enabled(enabled: bool) -> None:
     else:
         if bpy.app.timers.is_registered(_tick):
             bpy.app.timers.unregister(_tick)
+        if _job is not None:
+            _job.cancel()  # its result would never be applied
+            _job = None

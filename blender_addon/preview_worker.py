@@ -4,13 +4,14 @@ bpy renders only on the main thread of the process that owns the data, and a Cyc
 G-buffer takes 0.5-2 s, so the preview hands it to this persistent background Blender
 (`worker.py preview`, started by preview_worker_client). Protocol, one JSON object a line:
 - stdin, a request: `scene` (a .blend holding only the target object, written by
-  `bpy.data.libraries.write` on the UI side in a few ms), `object`, `matrix_world`, `camera`
-  (CameraSpec.to_json), `lights` (dataset light records), `resolution`, `gbuffer` (EXR to write with
-  THE recipe, gbuffer.write_gbuffer), `light_samples` (as the training data had) and, for "Compare
-  with Cycles", `cycles` (.npy to write) and `cycles_samples`;
-- stdout, the reply on a line starting with REPLY_PREFIX (Cycles prints its own lines there too):
-  `{"ok": true, "seconds": {...}}` or `{"ok": false, "error": "..."}`.
-The worker exits when stdin closes, so it never outlives the Blender that started it.
+  `bpy.data.libraries.write` on the UI side, rewritten only when the object changed), `object`,
+  `matrix_world`, `camera` (CameraSpec.to_json), `lights` (dataset light records), `resolution`,
+  `gbuffer` (EXR to write with THE recipe, gbuffer.write_gbuffer), `light_samples` (as the training
+  data had) and, for "Compare with Cycles", `cycles` (.npy to write) and `cycles_samples`; `id`;
+- stdout, the reply: `{"id": ..., "ok": true, "seconds": {...}}` or `{"id": ..., "ok": false,
+  "error": "..."}`. Blender's and Cycles' own output is moved to stderr (the add-on's log file) at
+  start, so stdout carries replies only.
+The worker exits when stdin closes: when its Blender quits or dies, after the frame in hand.
 """
 
 from __future__ import annotations
@@ -32,11 +33,10 @@ from .preview_image import load_exr
 from .render_rig import RenderRig
 from .scene_setup import ensure_material
 
-REPLY_PREFIX = "NF_REPLY "
-
 
 class PreviewScene:
-    """The target object of the latest snapshot, loaded once per snapshot file."""
+    """The target object of the latest snapshot, loaded once per snapshot file (the UI side keeps the
+    file while the object is unchanged, so camera and light moves reuse it)."""
 
     def __init__(self):
         self._snapshot: str | None = None
@@ -63,6 +63,8 @@ class PreviewScene:
             if name not in source.objects:
                 raise SceneError(f"object {name!r} is not in the preview's scene snapshot")
             loaded.objects = [name]
+        for library in list(bpy.data.libraries):  # appended data is local; the file's record would pile up
+            bpy.data.libraries.remove(library)
         self._target = loaded.objects[0]
         # The UI sends the evaluated world matrix; nothing in the worker may move the object again.
         self._target.parent = None
@@ -99,17 +101,19 @@ def render(scene: PreviewScene, request: dict) -> dict:
     return seconds
 
 
-def answer(reply: dict) -> None:
-    print(REPLY_PREFIX + json.dumps(reply), flush=True)
-
-
 def main() -> int:
+    replies = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # from now on, everything else printed goes to the log
     scene = PreviewScene()
     for line in sys.stdin:  # ends when the add-on closes the pipe, or when its Blender dies
+        request = json.loads(line)
         try:
-            answer({"ok": True, "seconds": render(scene, json.loads(line))})
+            reply = {"ok": True, "seconds": render(scene, request)}
         except InputError as exc:
-            answer({"ok": False, "error": str(exc)})
+            reply = {"ok": False, "error": str(exc)}
         except Exception as exc:  # a failed render must reach the user as a report, not end the worker
-            answer({"ok": False, "error": f"rendering the preview's G-buffer failed: {exc}"})
+            reply = {"ok": False, "error": f"rendering the preview's G-buffer failed: {exc}"}
+        replies.write(json.dumps({"id": request.get("id"), **reply}) + "\n")
+        replies.flush()
     return 0

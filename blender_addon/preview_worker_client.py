@@ -2,25 +2,30 @@
 
 No bpy after start-up, so a preview thread can wait on Cycles while Blender's UI keeps running.
 One worker serves the whole session: it starts with the first frame (about as long as Blender
-takes to start), stays loaded, and is started again if it died. Its stdin is a pipe from this
-Blender, so it exits with it, even after a kill -9.
+takes to start), stays loaded, and is started again if it died, after a cancel, after a broken
+exchange, and every MAX_SNAPSHOT_LOADS new snapshots (each load leaves some memory behind in
+Blender). Its stdin is a pipe from this Blender, so it exits with it, even after a kill -9.
 """
 
 from __future__ import annotations
 
 import atexit
+import itertools
 import json
 import os
+import queue
 import subprocess
 import tempfile
 import threading
 from collections import deque
 
-from .preview_worker import REPLY_PREFIX
+from .worker import NO_CONSOLE
+
+MAX_SNAPSHOT_LOADS = 200  # about 100 KiB each
 
 
 class WorkerError(Exception):
-    """The worker refused a request, or died; the message is for the user."""
+    """The worker refused a request, died, or did not answer in time; the message is for the user."""
 
 
 class PreviewWorker:
@@ -28,25 +33,53 @@ class PreviewWorker:
         self.log_path = os.path.join(tempfile.mkdtemp(prefix="neural-face-worker-"), "preview_worker.log")
         with open(self.log_path, "w") as log:  # a file, not a pipe that nobody reads
             self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                                            text=True, bufsize=1)
+                                            encoding="utf-8", errors="replace", bufsize=1, creationflags=NO_CONSOLE)
+        self._replies: queue.Queue = queue.Queue()
+        threading.Thread(target=self._read_replies, name="neural-preview-worker", daemon=True).start()
+        self.pending: int | None = None  # id of the request it is working on
+        self.snapshot: str | None = None
+        self.snapshot_loads = 0
+
+    def _read_replies(self) -> None:
+        for line in self.process.stdout:
+            self._replies.put(line)
+        self._replies.put(None)  # end of output: the worker has exited
 
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def render(self, request: dict) -> dict:
-        """Send one request and wait for its reply; returns the reply's `seconds`."""
+    def render(self, request_id: int, request: dict, timeout_s: float) -> dict:
+        """Send one request and wait for its reply; returns the reply's `seconds`.
+
+        Any failure to exchange cleanly kills the worker, so a late reply can never answer the next request.
+        """
+        if request["scene"] != self.snapshot:
+            self.snapshot, self.snapshot_loads = request["scene"], self.snapshot_loads + 1
+        self.pending = request_id
         try:
-            self.process.stdin.write(json.dumps(request) + "\n")
+            self.process.stdin.write(json.dumps({"id": request_id, **request}) + "\n")
             self.process.stdin.flush()
+            while True:
+                line = self._replies.get(timeout=timeout_s)
+                if line is None:
+                    raise WorkerError(self._died())
+                reply = json.loads(line)
+                if reply.get("id") == request_id:
+                    break
         except (BrokenPipeError, OSError):
             raise WorkerError(self._died()) from None
-        for line in self.process.stdout:
-            if line.startswith(REPLY_PREFIX):
-                reply = json.loads(line[len(REPLY_PREFIX):])
-                if not reply["ok"]:
-                    raise WorkerError(reply["error"])
-                return reply["seconds"]
-        raise WorkerError(self._died())
+        except queue.Empty:
+            self.kill()
+            raise WorkerError(f"the preview's Blender worker did not answer within {timeout_s:.0f} s and was "
+                              f"stopped; the next frame starts a new one") from None
+        except BaseException:
+            self.kill()
+            raise
+        finally:
+            self.pending = None
+        if not reply["ok"]:
+            raise WorkerError(reply["error"])
+        return reply["seconds"]
 
     def _died(self) -> str:
         code = self.process.wait()
@@ -60,15 +93,13 @@ class PreviewWorker:
             return ""
 
     def stop(self) -> None:
-        """Close its stdin (it exits after the current frame); kill it if it does not."""
+        """Close its stdin (an idle worker exits at once); kill it if it is busy: it holds nothing to save."""
         if self.process.poll() is None:
             try:
                 self.process.stdin.close()
-                self.process.wait(timeout=5)
+                self.process.wait(timeout=1)
             except (OSError, subprocess.TimeoutExpired):
-                self.process.kill()
-                self.process.wait()
-        self.process.stdout.close()
+                self.kill()
         try:
             os.remove(self.log_path)
             os.rmdir(os.path.dirname(self.log_path))
@@ -76,31 +107,40 @@ class PreviewWorker:
             pass
 
     def kill(self) -> None:
-        """Cancel: the frame in flight ends with a WorkerError, the next frame starts a new worker."""
         self.process.kill()
+        self.process.wait()
 
 
 _worker: PreviewWorker | None = None
 _lock = threading.Lock()
+_request_ids = itertools.count(1)
 
 
-def render(command: list[str], request: dict) -> dict:
-    """Render `request` in the session's worker (started with `command` when needed)."""
+def new_request_id() -> int:
+    return next(_request_ids)
+
+
+def render(command: list[str], request_id: int, request: dict, timeout_s: float) -> dict:
+    """Render `request` in the session's worker (started with `command` when needed); seconds per stage."""
     global _worker
     with _lock:
-        if _worker is None or not _worker.alive():
+        fresh_snapshot = _worker is not None and request["scene"] != _worker.snapshot
+        if _worker is None or not _worker.alive() or (
+                fresh_snapshot and _worker.snapshot_loads >= MAX_SNAPSHOT_LOADS):
             if _worker is not None:
                 _worker.stop()
             _worker = PreviewWorker(command)
         worker = _worker
-    return worker.render(request)
+    return worker.render(request_id, request, timeout_s)
 
 
-def cancel() -> None:
-    """Stop the frame in flight, if any (Esc in the preview operator)."""
+def cancel(request_id: int) -> bool:
+    """Stop the worker if it is busy with `request_id`; True if it was stopped. An idle worker is kept."""
     with _lock:
-        if _worker is not None and _worker.alive():
-            _worker.kill()
+        if _worker is None or _worker.pending != request_id:
+            return False
+        _worker.kill()  # the waiting render() sees the end of output and raises WorkerError
+        return True
 
 
 def stop() -> None:

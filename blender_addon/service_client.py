@@ -22,7 +22,10 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from .worker import NO_CONSOLE
+
 STARTUP_TIMEOUT_S = 90.0  # first start imports torch; a cold disk cache can take a while
+STOP_TIMEOUT_S = 15.0  # the service's own shutdown (a training job's last step, open requests) takes up to 10 s
 
 
 class ServiceError(Exception):
@@ -147,7 +150,7 @@ class LocalService:
         with open(self.log_path, "w") as log:
             # The token travels in the environment, not on the command line other users can read.
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                            env={**os.environ, "NEURAL_FACE_TOKEN": token})
+                                            env={**os.environ, "NEURAL_FACE_TOKEN": token}, creationflags=NO_CONSOLE)
         try:
             self.client = ServiceClient(self._wait_ready(ready), token)
             self._wait_healthy()
@@ -192,7 +195,7 @@ class LocalService:
         if self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(timeout=10)
+                self.process.wait(timeout=STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()

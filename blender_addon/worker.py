@@ -8,10 +8,12 @@ No add-on is enabled in the worker, so the package is imported by path.
 """
 
 import importlib
+import subprocess
 import sys
 from pathlib import Path
 
 JOBS = {"dataset": "dataset_worker", "preview": "preview_worker"}
+NO_CONSOLE = getattr(subprocess, "CREATE_NO_WINDOW", 0)  # Popen flag: Windows opens no console for these
 
 
 def command(job: str, *args: str) -> list[str]:

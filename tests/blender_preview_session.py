@@ -2,14 +2,15 @@
 
 Usage: python blender_preview_session.py SCENE.blend RESULT.json ACTION [key=value ...]
 ACTION: preview, train, live (the change detector), live_frames (the Live timer's callback, pumped
-as Blender's event loop would: timers never fire in background mode), cancel (a frame cancelled
-in flight, then another) or hold_worker (one preview, then the worker's pid in RESULT.json and
-wait to be killed).
+as Blender's event loop would: timers never fire in background mode), cancel (cancels, and a
+worker that does not answer in time), snapshots (which edits write a new snapshot of the target)
+or hold_worker (one preview, then the worker's pid in RESULT.json and wait to be killed).
 Enables the add-on as Blender does, sets up Suzanne with a camera and a point light, runs the
 operator, and writes what the test checks into RESULT.json (and the preview image as .npy).
 """
 
 import json
+import os
 import shutil
 import sys
 import time
@@ -117,19 +118,77 @@ def live_frames(scene) -> dict:
     return result
 
 
+def wait_for(condition, seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out after {seconds} s waiting for {condition}")
+        time.sleep(0.01)
+
+
 def cancel_then_preview() -> dict:
-    """Cancel a frame while the worker is busy with it, then check that the next frame works."""
-    from blender_addon import preview_job, preview_worker_client
+    """Cancel a frame while the worker renders it, preview again, cancel a finished frame, time one out."""
+    from blender_addon import preview_job, preview_worker_client, worker
 
     job = preview_job.PreviewJob(bpy.context)
     thread = preview_job.run_in_background(job)
-    while preview_worker_client._worker is None:  # started by the thread; its bpy import takes a second
-        time.sleep(0.01)
-    job.cancel()
+    wait_for(lambda: preview_worker_client._worker is not None and preview_worker_client._worker.pending)
+    job.cancel()  # the worker is still starting: its reply cannot have come yet
     thread.join(120)
-    operator, error = run_operator(bpy.ops.neural_face.preview)
-    return {"cancel_error": job.error, "cancelled_frame": job.shaded is not None, "operator": operator,
-            "error": error}
+    result = {"cancel_error": job.error, "cancelled_frame": job.shaded is not None}
+    result["operator"], result["error"] = run_operator(bpy.ops.neural_face.preview)  # a new worker takes over
+
+    finished = preview_job.PreviewJob(bpy.context)
+    finished.run()
+    pid = preview_worker_client._worker.process.pid
+    finished.cancel()  # nothing of it is in the worker any more: the worker must stay
+    result["idle_worker_kept"] = preview_worker_client._worker.alive() and preview_worker_client._worker.process.pid == pid
+
+    late = preview_job.PreviewJob(bpy.context)
+    try:
+        preview_worker_client.render(worker.command("preview"), preview_worker_client.new_request_id(),
+                                     late._request, timeout_s=0.001)
+    except preview_worker_client.WorkerError as exc:
+        result["timeout_error"] = str(exc)
+    result["worker_after_timeout_alive"] = preview_worker_client._worker.alive()
+    late.run()
+    result["after_timeout_frame"] = late.shaded is not None and late.error is None
+    return result
+
+
+def snapshot_reuse(scene) -> dict:
+    """Which edits make the preview write a new snapshot of the target, and what Edit Mode's holds."""
+    import bmesh
+
+    from blender_addon import preview_job
+
+    suzanne = next(o for o in scene.objects if o.type == "MESH")
+
+    def snapshot_after(edit) -> str:
+        edit()
+        return preview_job.PreviewJob(bpy.context)._request["scene"]
+
+    def edit_mode_move():
+        bpy.context.view_layer.objects.active = suzanne
+        bpy.ops.object.mode_set(mode="EDIT")
+        mesh = bmesh.from_edit_mesh(suzanne.data)
+        for vertex in mesh.verts:
+            vertex.co.z += 5.0
+        bmesh.update_edit_mesh(suzanne.data)
+
+    paths = {
+        "first": snapshot_after(lambda: None),
+        "camera": snapshot_after(lambda: setattr(scene.camera, "location", (0.5, -4.0, 0.6))),
+        "light": snapshot_after(lambda: setattr(bpy.data.lights["Key"], "energy", 100.0)),
+        "object_moved": snapshot_after(lambda: setattr(suzanne, "location", (0.0, 0.0, 0.1))),
+        "material": snapshot_after(lambda: setattr(
+            suzanne.active_material.node_tree.nodes["Principled BSDF"].inputs["Roughness"], "default_value", 0.9)),
+        "edit_mode": snapshot_after(edit_mode_move),
+    }
+    with bpy.data.libraries.load(paths["edit_mode"]) as (source, loaded):
+        loaded.meshes = list(source.meshes)
+    top = max(v.co.z for v in loaded.meshes[0].vertices)
+    return {"paths": paths, "edit_mode_top_z": top, "files": sorted(os.listdir(os.path.dirname(paths["edit_mode"])))}
 
 
 def hold_worker(result_path: str) -> None:
@@ -176,6 +235,8 @@ def main(scene_path: str, result_path: str, action: str, options: dict) -> None:
         result.update(status=settings.status, gbuffer=keep_gbuffer(settings.gbuffer_path, result_path),
                       times_ms={stage: getattr(settings, stage + "_ms") for stage in STAGES},
                       images=sorted(i.name for i in bpy.data.images))
+    elif action == "snapshots":
+        result.update(snapshot_reuse(scene))
     elif action == "cancel":
         scene.neural_face_preview.resolution, scene.neural_face_preview.renderer = 16, "torch"
         result.update(cancel_then_preview())

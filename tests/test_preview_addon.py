@@ -167,6 +167,19 @@ def test_cancelled_frame_ends_with_a_message_and_the_next_frame_works(service, s
                              token=service.token, bank=tiny_bank)
     assert result["cancel_error"] == "preview cancelled" and not result["cancelled_frame"], result
     assert result["operator"] == ["FINISHED"], result  # a new worker took over
+    assert result["idle_worker_kept"], "cancelling a frame the worker had finished stopped the worker"
+    assert "did not answer within 0 s" in result["timeout_error"] and not result["worker_after_timeout_alive"]
+    assert result["after_timeout_frame"], result
+
+
+def test_snapshot_is_rewritten_only_when_the_object_changes(suzanne_blend, scratch, tmp_path):
+    result = blender_session(suzanne_blend, tmp_path / "snapshots.json", "snapshots", scratch, python=sys.executable,
+                             bank=tmp_path / "unused.nfbank")
+    paths = result["paths"]
+    assert paths["camera"] == paths["light"] == paths["object_moved"] == paths["first"]  # the worker reuses it
+    assert paths["material"] != paths["object_moved"] and paths["edit_mode"] != paths["material"]
+    assert result["edit_mode_top_z"] > 4.0  # Edit Mode's unflushed move is in the snapshot
+    assert [name for name in result["files"] if name.endswith(".blend")] == [Path(paths["edit_mode"]).name]
 
 
 def _gone(pid: int) -> bool:

@@ -20,11 +20,10 @@ EXIT_WITHIN_S = 10  # generous: the service polls every 0.5 s and waits for a tr
 
 # A Blender stand-in: starts the add-on's own service the way the add-on does, then idles until killed.
 BLENDER_STAND_IN = """
-import importlib.util, json, sys, time
-spec = importlib.util.spec_from_file_location("service_client", sys.argv[1])
-client = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(client)
-service = client.LocalService(sys.executable, [sys.argv[2]])
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+from blender_addon import service_client  # no bpy needed: it is what the add-on's threads use
+service = service_client.LocalService(sys.executable, [sys.argv[2]])
 print(json.dumps({"pid": service.process.pid, "log": str(service.log_path)}), flush=True)
 time.sleep(300)
 """
@@ -99,8 +98,7 @@ def test_a_parent_that_does_not_run_is_refused(tmp_path, pid):
 
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc to see a process that is not our child")
 def test_the_addons_service_stops_when_blender_is_killed(tmp_path):
-    client_module = ROOT / "blender_addon" / "service_client.py"
-    blender = subprocess.Popen([sys.executable, "-c", BLENDER_STAND_IN, str(client_module), str(tmp_path)],
+    blender = subprocess.Popen([sys.executable, "-c", BLENDER_STAND_IN, str(ROOT), str(tmp_path)],
                                stdout=subprocess.PIPE, text=True)
     service_pid = log = None
     try:

@@ -1,0 +1,82 @@
+"""The preview worker's copy of the target object, rewritten only when the object changed (main thread).
+
+`bpy.data.libraries.write` of the target alone takes about 3 ms for the example face, but grows
+with the mesh and its packed textures, and every new file makes the worker load the object again.
+So camera and light changes, most of Live's frames, reuse the file. A depsgraph handler marks it
+stale when the target's geometry or shading changes; another target, another .blend file or Edit
+Mode always write a new one.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import bpy
+
+_stale = True
+_key: tuple[str, str] | None = None  # (target name, .blend path) the current file was written for
+_path: str | None = None
+_count = 0
+
+
+@bpy.app.handlers.persistent
+def _on_depsgraph_update(scene, depsgraph) -> None:
+    global _stale
+    if _stale or _key is None:
+        return
+    for update in depsgraph.updates:
+        if (isinstance(update.id, bpy.types.Object) and update.id.original.name == _key[0]
+                and (update.is_updated_geometry or update.is_updated_shading)):  # not a mere move
+            _stale = True
+            return
+
+
+@bpy.app.handlers.persistent
+def _on_load_post(*args) -> None:
+    global _stale
+    _stale = True
+
+
+def snapshot(target, folder: str) -> tuple[str, float]:
+    """A .blend holding `target` as it is now, and the seconds spent writing it (0 when reused)."""
+    global _stale, _key, _path, _count
+    if target.mode == "EDIT":
+        target.update_from_editmode()  # until then, Edit Mode's changes live in the edit mesh only
+        _stale = True
+    key = (target.name, bpy.data.filepath)
+    if not _stale and key == _key and _path is not None and os.path.dirname(_path) == folder and os.path.exists(_path):
+        return _path, 0.0
+    _count += 1
+    path = os.path.join(folder, f"scene-{_count}.blend")
+    start = time.perf_counter()
+    bpy.data.libraries.write(path, {target}, path_remap="ABSOLUTE")
+    seconds = time.perf_counter() - start
+    if _path is not None:
+        try:  # one frame at a time: the worker has finished with the previous file
+            os.remove(_path)
+        except OSError:
+            pass
+    _stale, _key, _path = False, key, path
+    return path, seconds
+
+
+def unsaved_images(target) -> list[str]:
+    """Names of the target's image textures with unsaved pixels, which a written file cannot carry."""
+    images = {node.image for slot in target.material_slots if slot.material and slot.material.node_tree
+              for node in slot.material.node_tree.nodes if node.type == "TEX_IMAGE" and node.image}
+    return sorted(image.name for image in images if image.is_dirty)
+
+
+def register():
+    bpy.app.handlers.depsgraph_update_post.append(_on_depsgraph_update)
+    bpy.app.handlers.load_post.append(_on_load_post)
+
+
+def unregister():
+    global _stale
+    for handlers, handler in ((bpy.app.handlers.depsgraph_update_post, _on_depsgraph_update),
+                              (bpy.app.handlers.load_post, _on_load_post)):
+        if handler in handlers:
+            handlers.remove(handler)
+    _stale = True
