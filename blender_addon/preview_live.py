@@ -1,7 +1,7 @@
 """Live preview: re-render, debounced, when the view, a light or the object changes.
 
 A bpy.app.timers tick compares a signature of what the frame depends on (view, lights, object
-transforms and vertex positions, preview settings); after DEBOUNCE_S without change it starts a
+transforms and vertex positions, material edits, preview settings); after DEBOUNCE_S without change it starts a
 PreviewJob, whose G-buffer render and shading run in a thread, and applies the result on a later tick. A
 signature, unlike depsgraph update handlers, is not fooled by the preview's own render scene.
 """
@@ -14,6 +14,7 @@ import time
 import bpy
 import numpy as np
 
+from . import preview_snapshot
 from .errors import InputError
 from .preview_job import PreviewJob, busy, find_viewport, run_in_background
 
@@ -43,7 +44,8 @@ def signature(context) -> tuple:
     context.view_layer.update()  # as PreviewJob does: current world matrices, or a later frame differs
     scene = context.scene
     settings = scene.neural_face_preview
-    parts = [settings.source, settings.resolution, settings.renderer, settings.compare]
+    parts = [settings.source, settings.resolution, settings.renderer, settings.compare,
+             preview_snapshot.material_edits()]
     for obj in scene.objects:
         if obj.type == "LIGHT":
             parts.append(_rounded([*obj.matrix_world.translation, *obj.data.color, obj.data.energy,

@@ -20,16 +20,23 @@ _path: str | None = None
 _count = 0
 
 
+_material_edits = 0
+
+
 @bpy.app.handlers.persistent
 def _on_depsgraph_update(scene, depsgraph) -> None:
-    global _stale
-    if _stale or _key is None:
-        return
+    global _stale, _material_edits
     for update in depsgraph.updates:
-        if (isinstance(update.id, bpy.types.Object) and update.id.original.name == _key[0]
+        if isinstance(update.id, bpy.types.Material):
+            _material_edits += 1
+        elif (_key is not None and isinstance(update.id, bpy.types.Object) and update.id.original.name == _key[0]
                 and (update.is_updated_geometry or update.is_updated_shading)):  # not a mere move
             _stale = True
-            return
+
+
+def material_edits() -> int:
+    """How many material updates Blender has evaluated: Live re-renders when it changes."""
+    return _material_edits
 
 
 @bpy.app.handlers.persistent

@@ -113,6 +113,12 @@ def live_frames(scene) -> dict:
     second = shown()
     covered = first[..., 3] > 0.5
     result["edit_darkened"] = bool(second[covered, :3].mean() < first[covered, :3].mean())
+    pump(120, lambda: not preview_job.busy())
+
+    material = next(o for o in scene.objects if o.type == "MESH").active_material
+    material.node_tree.nodes["Principled BSDF"].inputs["Roughness"].default_value = 0.9
+    result["material_rerendered"] = pump(5, preview_job.busy)
+    pump(120, lambda: not preview_job.busy())
     result["status"] = scene.neural_face_preview.status
     scene.neural_face_preview.live = False
     return result

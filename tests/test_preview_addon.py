@@ -158,6 +158,7 @@ def test_live_renders_after_edits_debounced_and_stays_quiet_when_idle(service, s
     assert result["first_frame"], result
     assert result["quiet_when_idle"], "Live re-rendered although nothing changed"
     assert result["edit_rerendered"] and result["edit_darkened"], result  # the key light went from 400 W to 100 W
+    assert result["material_rerendered"], "a material edit did not start a Live frame"
     assert result["renders_in_session"] == 0
 
 
