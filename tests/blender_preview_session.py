@@ -159,6 +159,16 @@ def cancel_then_preview() -> dict:
     result["worker_after_timeout_alive"] = preview_worker_client._worker.alive()
     late.run()
     result["after_timeout_frame"] = late.shaded is not None and late.error is None
+
+    preview_worker_client.MAX_SNAPSHOT_LOADS = 1  # replaced at every new snapshot from now on
+    pids = []
+    for edit in (lambda: None, lambda: setattr(bpy.data.lights["Key"], "energy", 50.0),
+                 lambda: setattr(bpy.context.active_object.active_material, "roughness", 0.7)):
+        edit()
+        job = preview_job.PreviewJob(bpy.context)
+        job.run()
+        pids.append(preview_worker_client._worker.process.pid if job.error is None else job.error)
+    result["worker_pids_light_then_material_edit"] = pids
     return result
 
 

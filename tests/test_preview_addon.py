@@ -171,6 +171,8 @@ def test_cancelled_frame_ends_with_a_message_and_the_next_frame_works(service, s
     assert result["idle_worker_kept"], "cancelling a frame the worker had finished stopped the worker"
     assert "did not answer within 0 s" in result["timeout_error"] and not result["worker_after_timeout_alive"]
     assert result["after_timeout_frame"], result
+    first, after_light, after_material = result["worker_pids_light_then_material_edit"]
+    assert first == after_light != after_material, result  # replaced at the limit, only by a new snapshot
 
 
 def test_snapshot_is_rewritten_only_when_the_object_changes(suzanne_blend, scratch, tmp_path):
