@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import bpy
 
+from .atomic import PARTIAL_SUFFIX, write_json_atomically
 from .camera_model import CameraSpec
 from .dataset_settings import DatasetSettings
 from .errors import OutputError
@@ -31,7 +32,6 @@ FORMAT = "neural-face-dataset"
 VERSION = 1
 MANIFEST = "manifest.json"
 SAMPLES_DIR = "samples"
-PARTIAL_SUFFIX = ".partial"
 
 
 @dataclass
@@ -44,15 +44,6 @@ class Progress:
 
 def sample_name(index: int) -> str:
     return f"{index:06d}"
-
-
-def write_json_atomically(path: str, data) -> None:
-    partial = path + PARTIAL_SUFFIX
-    with open(partial, "w") as stream:
-        json.dump(data, stream, indent=1)
-        stream.flush()
-        os.fsync(stream.fileno())
-    os.replace(partial, path)
 
 
 class DatasetJob:
@@ -126,7 +117,7 @@ class DatasetJob:
             "split": assign_split(self.settings.samples, self.settings.seed, self.settings.split),
             "samples": kept,
         }
-        write_json_atomically(self.manifest_path, self.manifest)
+        write_json_atomically(self.manifest_path, self.manifest, durable=True)
         self._remove_orphans({r["index"] for r in kept})
         done = {r["index"] for r in kept}
         self.pending = [i for i in range(self.settings.samples) if i not in done]
@@ -151,9 +142,10 @@ class DatasetJob:
         """Render and commit the next pending sample."""
         index = self.pending.pop(0)
         record = self._render_sample(index)
-        write_json_atomically(os.path.join(self.out_dir, SAMPLES_DIR, sample_name(index) + ".json"), record)
+        write_json_atomically(os.path.join(self.out_dir, SAMPLES_DIR, sample_name(index) + ".json"), record,
+                              durable=True)
         self.manifest["samples"] = sorted(self.manifest["samples"] + [record], key=lambda r: r["index"])
-        write_json_atomically(self.manifest_path, self.manifest)
+        write_json_atomically(self.manifest_path, self.manifest, durable=True)
         return Progress(self.done_count, self.settings.samples, index, sum(record["seconds"].values()))
 
     def _render_sample(self, index: int) -> dict:

@@ -13,9 +13,9 @@ Direct light only (`max_bounces = 0`), near-zero pixel filter, transparent film.
 
 from __future__ import annotations
 
-import json
 import os
 
+from .atomic import write_json_atomically
 from .camera_model import CameraSpec
 from .render_rig import GBUFFER_LAYER, LIGHTS_LAYER, RenderRig
 
@@ -56,8 +56,5 @@ def write_gbuffer(target, camera: CameraSpec, lights: list[dict], resolution: tu
     with RenderRig(target, resolution) as rig:
         record = render_gbuffer(rig, camera, lights, exr_path, light_samples)
     record["gbuffer"] = os.path.basename(exr_path)
-    json_path = sidecar_path(exr_path)
-    with open(json_path + ".partial", "w") as stream:
-        json.dump(record, stream, indent=1)
-    os.replace(json_path + ".partial", json_path)
+    write_json_atomically(sidecar_path(exr_path), record)
     return record

@@ -25,6 +25,7 @@ import bpy
 import numpy as np
 from mathutils import Matrix
 
+from .atomic import atomic_open
 from .camera_model import CameraSpec
 from .errors import InputError, SceneError
 from .gbuffer import write_gbuffer
@@ -94,9 +95,8 @@ def render(scene: PreviewScene, request: dict) -> dict:
             render_ground_truth(rig, camera, request["lights"], exr, request["cycles_samples"], denoise=True)
         frame = load_exr(exr)
         os.remove(exr)
-        with open(request["cycles"] + ".partial", "wb") as stream:  # the UI side reads it with numpy alone
+        with atomic_open(request["cycles"], "wb") as stream:  # the UI side reads it with numpy alone
             np.save(stream, frame)
-        os.replace(request["cycles"] + ".partial", request["cycles"])
         seconds["cycles"] = time.perf_counter() - start
     return seconds
 

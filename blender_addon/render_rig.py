@@ -14,6 +14,7 @@ import time
 import bpy
 from mathutils import Matrix
 
+from .atomic import PARTIAL_SUFFIX
 from .camera_model import CameraSpec
 
 GBUFFER_LAYER = "GBuffer"
@@ -110,7 +111,7 @@ class RenderRig:
         """Render the named view layers into one multilayer EXR at `path` (atomically); returns seconds."""
         for layer in self.scene.view_layers:
             layer.use = layer.name in layers
-        partial = f"{path}.partial"
+        partial = path + PARTIAL_SUFFIX  # Cycles writes it; renamed once complete, as atomic.atomic_open does
         self.scene.render.filepath = partial
         start = time.perf_counter()
         bpy.ops.render.render(write_still=True, scene=self.scene.name)

@@ -22,6 +22,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from .atomic import atomic_open
 from .worker import NO_CONSOLE
 
 STARTUP_TIMEOUT_S = 90.0  # first start imports torch; a cold disk cache can take a while
@@ -105,9 +106,8 @@ class ServiceClient:
 
     def download(self, name: str, dest: str) -> None:
         data = self._call("GET", f"/files/{urllib.parse.quote(name)}")
-        with open(dest + ".partial", "wb") as f:
-            f.write(data)
-        os.replace(dest + ".partial", dest)
+        with atomic_open(dest, "wb") as stream:
+            stream.write(data)
 
 
 def _error_detail(exc: urllib.error.HTTPError) -> str:
