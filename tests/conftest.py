@@ -16,6 +16,15 @@ ROOT = Path(__file__).resolve().parents[1]
 SUZANNE_SAMPLES = 12
 
 
+def process_ended(pid: int) -> bool:
+    """Whether a process that is not our child has exited (gone, or a zombie nobody has reaped yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
 def run_backend(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     """`python -m backend ARGS` in a subprocess (bpy state never leaks into the test process)."""
     return subprocess.run([sys.executable, "-m", "backend", *map(str, args)], cwd=ROOT,

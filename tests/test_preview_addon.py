@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from backend.exr import read_parts
-from conftest import run_backend
+from conftest import process_ended, run_backend
 from service_process import start_service, stop_service
 
 SESSION = Path(__file__).with_name("blender_preview_session.py")
@@ -185,14 +185,6 @@ def test_snapshot_is_rewritten_only_when_the_object_changes(suzanne_blend, scrat
     assert [name for name in result["files"] if name.endswith(".blend")] == [Path(paths["edit_mode"]).name]
 
 
-def _gone(pid: int) -> bool:
-    """True once `pid` has exited (a zombie nobody reaped counts as exited)."""
-    try:
-        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] in ("Z", "X")
-    except (FileNotFoundError, IndexError):
-        return True
-
-
 @pytest.mark.slow
 def test_preview_worker_exits_when_blender_is_killed(service, suzanne_blend, tiny_bank, scratch, tmp_path):
     result_path = tmp_path / "hold.json"
@@ -206,11 +198,11 @@ def test_preview_worker_exits_when_blender_is_killed(service, suzanne_blend, tin
             time.sleep(0.1)
         assert result_path.is_file(), "the session never reported its preview worker"
         worker_pid = json.loads(result_path.read_text())["worker_pid"]
-        assert not _gone(worker_pid)
+        assert not process_ended(worker_pid)
     finally:
         session.kill()  # SIGKILL: no atexit, no cleanup in Blender
         session.wait()
     deadline = time.monotonic() + 20
-    while not _gone(worker_pid) and time.monotonic() < deadline:
+    while not process_ended(worker_pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert _gone(worker_pid), "the preview worker outlived the Blender that started it"
+    assert process_ended(worker_pid), "the preview worker outlived the Blender that started it"

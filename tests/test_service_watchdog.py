@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_backend
+from conftest import ROOT, process_ended, run_backend
 from service_process import start_service, stop_service
 
 EXIT_WITHIN_S = 10  # generous: the service polls every 0.5 s and waits for a training step to stop
@@ -33,15 +33,6 @@ def kill_and_reap(process: subprocess.Popen) -> None:
     """SIGKILL, then reap it as a shell would: an unreaped zombie still answers os.kill(pid, 0)."""
     process.kill()
     process.wait(timeout=10)
-
-
-def ended(pid: int) -> bool:
-    """Whether a process that is not our child has exited (gone, or a zombie nobody has reaped yet)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
 
 
 def free_pid() -> int:
@@ -108,13 +99,13 @@ def test_the_addons_service_stops_when_blender_is_killed(tmp_path):
         assert command[command.index("--parent-pid") + 1] == str(blender.pid)
         kill_and_reap(blender)
         deadline = time.monotonic() + EXIT_WITHIN_S
-        while not ended(service_pid):
+        while not process_ended(service_pid):
             assert time.monotonic() < deadline, "the service outlived the killed Blender:\n" + log.read_text()
             time.sleep(0.05)
         assert f"parent process {blender.pid} has gone; stopping the service" in log.read_text()
     finally:
         kill_and_reap(blender)
-        if service_pid is not None and not ended(service_pid):
+        if service_pid is not None and not process_ended(service_pid):
             os.kill(service_pid, signal.SIGKILL)
         if log is not None:
             shutil.rmtree(log.parent, ignore_errors=True)  # the add-on's temp folder, left by the killed Blender
