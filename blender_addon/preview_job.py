@@ -22,6 +22,7 @@ import bpy
 import numpy as np
 
 from . import preview_image, preview_snapshot, preview_worker_client, worker
+from .dataset_job import MANIFEST
 from .errors import SceneError
 from .preferences import connection
 from .preview_pipeline import ShadedFrame, shade
@@ -94,7 +95,7 @@ def _light_samples(scene) -> int:
     folder = dataset_folder(scene)
     if folder:
         try:
-            with open(os.path.join(folder, "manifest.json")) as stream:
+            with open(os.path.join(folder, MANIFEST)) as stream:
                 return int(json.load(stream)["settings"]["gbuffer_light_samples"])
         except (OSError, ValueError, KeyError, TypeError):
             pass  # no dataset yet, or not one of ours: the panel's setting is what it would be made with

@@ -17,9 +17,8 @@ import queue
 import subprocess
 import tempfile
 import threading
-from collections import deque
 
-from .worker import NO_CONSOLE
+from .worker import NO_CONSOLE, log_tail
 
 MAX_SNAPSHOT_LOADS = 200  # about 100 KiB each
 
@@ -86,11 +85,7 @@ class PreviewWorker:
         return f"the preview's Blender worker stopped (exit code {code}): {self.log_tail() or 'no output'}"
 
     def log_tail(self, lines: int = 5) -> str:
-        try:
-            with open(self.log_path, errors="replace") as log:
-                return " | ".join(line.strip() for line in deque(log, lines) if line.strip())
-        except OSError:
-            return ""
+        return " | ".join(line.strip() for line in log_tail(self.log_path, lines) if line.strip())
 
     def stop(self) -> None:
         """Close its stdin (an idle worker exits at once); kill it if it is busy: it holds nothing to save."""

@@ -23,7 +23,7 @@ import urllib.request
 from pathlib import Path
 
 from .atomic import atomic_open
-from .worker import NO_CONSOLE
+from .worker import NO_CONSOLE, log_tail
 
 STARTUP_TIMEOUT_S = 90.0  # first start imports torch; a cold disk cache can take a while
 STOP_TIMEOUT_S = 15.0  # the service's own shutdown (a training job's last step, open requests) takes up to 10 s
@@ -180,10 +180,7 @@ class LocalService:
                 time.sleep(0.1)
 
     def log_tail(self, lines: int = 15) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        return "\n".join(log_tail(self.log_path, lines))
 
     def covers(self, folders: list[str]) -> bool:
         return all(any(Path(f).resolve().is_relative_to(root) for root in self.folders) for f in folders)

@@ -8,12 +8,23 @@ No add-on is enabled in the worker, so the package is imported by path.
 """
 
 import importlib
+import os
 import subprocess
 import sys
+from collections import deque
 from pathlib import Path
 
 JOBS = {"dataset": "dataset_worker", "preview": "preview_worker"}
 NO_CONSOLE = getattr(subprocess, "CREATE_NO_WINDOW", 0)  # Popen flag: Windows opens no console for these
+
+
+def log_tail(path: str | os.PathLike, lines: int) -> list[str]:
+    """The last lines of a process's log file (the add-on's workers and service); none if unreadable."""
+    try:
+        with open(path, errors="replace") as log:
+            return [line.rstrip("\n") for line in deque(log, lines)]
+    except OSError:
+        return []
 
 
 def command(job: str, *args: str) -> list[str]:
