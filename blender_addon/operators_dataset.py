@@ -48,7 +48,7 @@ def _read_progress(stream, lines: queue.Queue) -> None:
             lines.put((int(done), int(total)))
 
 
-class NEURAL_FACE_OT_generate_dataset(bpy.types.Operator):
+class NEURALFACE_OT_generate_dataset(bpy.types.Operator):
     bl_idname = "neural_face.generate_dataset"
     bl_label = "Generate Dataset"
     bl_description = "Render G-buffer passes and Cycles ground truth of the target for random cameras and lights"
@@ -147,7 +147,7 @@ class NEURAL_FACE_OT_generate_dataset(bpy.types.Operator):
         return {"FINISHED"} if level == {"INFO"} else {"CANCELLED"}
 
 
-CLASSES = (NEURAL_FACE_OT_generate_dataset,)
+CLASSES = (NEURALFACE_OT_generate_dataset,)
 
 
 register, unregister = bpy.utils.register_classes_factory(CLASSES)

@@ -15,7 +15,7 @@ import time
 import bpy
 
 from .preferences import connection
-from .properties_preview import dataset_folder
+from .properties_dataset import dataset_folder
 from .service_client import ServiceError, connect
 
 POLL_S = 0.5

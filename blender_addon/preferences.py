@@ -7,7 +7,7 @@ import bpy
 from .service_client import default_python
 
 
-class NeuralFacePreferences(bpy.types.AddonPreferences):
+class NEURALFACE_AP_preferences(bpy.types.AddonPreferences):
     bl_idname = __package__
 
     connection: bpy.props.EnumProperty(
@@ -50,4 +50,4 @@ def connection(context) -> dict:
     return {"python": prefs.python if prefs is not None else default_python()}
 
 
-register, unregister = bpy.utils.register_classes_factory((NeuralFacePreferences,))
+register, unregister = bpy.utils.register_classes_factory((NEURALFACE_AP_preferences,))

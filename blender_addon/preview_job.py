@@ -28,7 +28,7 @@ from .preferences import connection
 from .preview_pipeline import ShadedFrame, shade
 from .preview_view import resolution_for, scene_camera, scene_lights, viewport_camera
 from .preview_worker_client import WorkerError
-from .properties_preview import dataset_folder
+from .properties_dataset import dataset_folder
 from .scene_setup import find_target
 from .service_client import ServiceError, connect
 

@@ -1,52 +1,16 @@
-"""Scene settings and live state of Train (`scene.neural_face_train`) and Neural Render Preview
-(`scene.neural_face_preview`). Progress and timings live here so panels redraw them like any property.
-"""
-
-import os
+"""Neural Render Preview settings and the last frame's timings (`scene.neural_face_preview`), which
+the panel redraws like any property."""
 
 import bpy
 
-DEFAULT_BANK_NAME = "bank.nfbank"
-
-
-def dataset_folder(scene) -> str:
-    """The Dataset panel's output folder (properties.py), absolute; '' when unset."""
-    folder = scene.neural_face_dataset.output_dir
-    return bpy.path.abspath(folder) if folder else ""
-
-
-class NeuralFaceTrainState(bpy.types.PropertyGroup):
-    bank_path: bpy.props.StringProperty(
-        name="Weight Bank", subtype="FILE_PATH",
-        description="Bank file to write (Train) and shade with (Preview); empty: bank.nfbank in the dataset folder")
-    steps: bpy.props.IntProperty(name="Steps", default=0, min=0, max=10_000_000,
-                                 description="Training steps; 0 uses the trainer's default")
-    job_id: bpy.props.StringProperty()
-    state: bpy.props.StringProperty(description="running, reporting, done, failed or cancelled")
-    progress: bpy.props.FloatProperty(min=0.0, max=1.0, subtype="FACTOR")
-    step: bpy.props.IntProperty()
-    total_steps: bpy.props.IntProperty()
-    loss: bpy.props.FloatProperty()
-    val_psnr: bpy.props.FloatProperty(description="Validation PSNR in dB (0 until measured)")
-    eta_s: bpy.props.FloatProperty()
-    message: bpy.props.StringProperty(description="Headline numbers when done, the error when failed")
-    report_path: bpy.props.StringProperty(subtype="FILE_PATH")
-
-    def resolved_bank(self, scene) -> str:
-        """The bank path as set, else bank.nfbank in the dataset folder; '' when neither is known."""
-        if self.bank_path:
-            return bpy.path.abspath(self.bank_path)
-        dataset = dataset_folder(scene)
-        return os.path.join(dataset, DEFAULT_BANK_NAME) if dataset else ""
+from . import preview_live
 
 
 def _live_changed(self, context):
-    from . import preview_live
-
     preview_live.set_enabled(self.live)
 
 
-class NeuralFacePreviewState(bpy.types.PropertyGroup):
+class NEURALFACE_PG_preview(bpy.types.PropertyGroup):
     source: bpy.props.EnumProperty(
         name="View",
         items=[("CAMERA", "Active Camera", "Render the scene camera's view"),
@@ -80,18 +44,11 @@ class NeuralFacePreviewState(bpy.types.PropertyGroup):
     mean_abs_diff: bpy.props.FloatProperty(name="Mean |difference|")
 
 
-_classes = (NeuralFaceTrainState, NeuralFacePreviewState)
-
-
 def register():
-    for cls in _classes:
-        bpy.utils.register_class(cls)
-    bpy.types.Scene.neural_face_train = bpy.props.PointerProperty(type=NeuralFaceTrainState)
-    bpy.types.Scene.neural_face_preview = bpy.props.PointerProperty(type=NeuralFacePreviewState)
+    bpy.utils.register_class(NEURALFACE_PG_preview)
+    bpy.types.Scene.neural_face_preview = bpy.props.PointerProperty(type=NEURALFACE_PG_preview)
 
 
 def unregister():
     del bpy.types.Scene.neural_face_preview
-    del bpy.types.Scene.neural_face_train
-    for cls in reversed(_classes):
-        bpy.utils.unregister_class(cls)
+    bpy.utils.unregister_class(NEURALFACE_PG_preview)

@@ -1,16 +1,14 @@
-"""The "Neural Face" tab of the 3D Viewport sidebar: the Dataset panel."""
+"""The Dataset panel, first in the sidebar's "Neural Face" tab."""
 
 import bpy
 
-CATEGORY = "Neural Face"
+from .sidebar import SidebarPanel
 
 
-class NEURALFACE_PT_dataset(bpy.types.Panel):
+class NEURALFACE_PT_dataset(SidebarPanel, bpy.types.Panel):
     bl_idname = "NEURALFACE_PT_dataset"
     bl_label = "Dataset"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = CATEGORY
+    bl_order = 0
 
     def draw(self, context):
         layout = self.layout

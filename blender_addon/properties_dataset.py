@@ -26,7 +26,13 @@ def _is_mesh(_self, obj):
     return obj.type == "MESH"
 
 
-class NeuralFaceDatasetSettings(bpy.types.PropertyGroup):
+def dataset_folder(scene) -> str:
+    """The Dataset panel's output folder, absolute; '' when unset. Train and the preview read it too."""
+    folder = scene.neural_face_dataset.output_dir
+    return bpy.path.abspath(folder) if folder else ""
+
+
+class NEURALFACE_PG_dataset(bpy.types.PropertyGroup):
     output_dir: StringProperty(name="Output Folder", subtype="DIR_PATH", default="//neural_face_dataset",
                                description="Dataset folder; an unfinished dataset with the same settings resumes")
     target: PointerProperty(name="Target", type=bpy.types.Object, poll=_is_mesh,
@@ -83,13 +89,13 @@ class NeuralFaceDatasetSettings(bpy.types.PropertyGroup):
                    "test": self.split_test})
 
 
-CLASSES = (NeuralFaceDatasetSettings,)
+CLASSES = (NEURALFACE_PG_dataset,)
 
 
 def register():
     for cls in CLASSES:
         bpy.utils.register_class(cls)
-    bpy.types.Scene.neural_face_dataset = PointerProperty(type=NeuralFaceDatasetSettings)
+    bpy.types.Scene.neural_face_dataset = PointerProperty(type=NEURALFACE_PG_dataset)
     bpy.types.WindowManager.neural_face_dataset_progress = FloatProperty(min=0, max=1, subtype="FACTOR")
     bpy.types.WindowManager.neural_face_dataset_status = StringProperty()
 
