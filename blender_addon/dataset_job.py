@@ -140,15 +140,19 @@ class DatasetJob:
 
     def step(self) -> Progress:
         """Render and commit the next pending sample."""
-        index = self.pending.pop(0)
-        record = self._render_sample(index)
+        return self.commit(self.render_sample(self.pending.pop(0)))
+
+    def commit(self, record: dict) -> Progress:
+        """Add a sample whose files are in place to the manifest (the cluster driver commits this way too)."""
+        index = record["index"]
         write_json_atomically(os.path.join(self.out_dir, SAMPLES_DIR, sample_name(index) + ".json"), record,
                               durable=True)
         self.manifest["samples"] = sorted(self.manifest["samples"] + [record], key=lambda r: r["index"])
         write_json_atomically(self.manifest_path, self.manifest, durable=True)
         return Progress(self.done_count, self.settings.samples, index, sum(record["seconds"].values()))
 
-    def _render_sample(self, index: int) -> dict:
+    def render_sample(self, index: int) -> dict:
+        """Render sample `index` into the job's folder and return its record (not yet committed)."""
         settings = self.settings
         obj = self.manifest["object"]
         matrix, lights = sample_view(settings, obj["bbox_center"], obj["bounding_radius"], index)
