@@ -46,6 +46,15 @@ def sample_name(index: int) -> str:
     return f"{index:06d}"
 
 
+def manifest_light_samples(folder: str) -> int | None:
+    """The light-pass samples the dataset in `folder` was made with; None when it holds none of ours."""
+    try:
+        with open(os.path.join(folder, MANIFEST)) as stream:
+            return int(json.load(stream)["settings"]["gbuffer_light_samples"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 class DatasetJob:
     def __init__(self, settings: DatasetSettings, target, out_dir: str, overwrite: bool = False):
         self.settings = settings

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import atexit
-import json
 import os
 import shutil
 import tempfile
@@ -22,11 +21,11 @@ import bpy
 import numpy as np
 
 from . import preview_image, preview_snapshot, preview_worker_client, worker
-from .dataset_job import MANIFEST
+from .dataset_job import manifest_light_samples
 from .errors import SceneError
 from .preferences import connection
 from .preview_pipeline import ShadedFrame, shade
-from .preview_view import resolution_for, scene_camera, scene_lights, viewport_camera
+from .preview_view import find_viewport, resolution_for, scene_camera, scene_lights, viewport_camera
 from .preview_worker_client import WorkerError
 from .properties_dataset import dataset_folder
 from .scene_setup import find_target
@@ -67,18 +66,6 @@ def run_in_background(job: "PreviewJob") -> threading.Thread:
     return _in_flight
 
 
-def find_viewport(context):
-    """(space, region) of the 3D viewport in context, else of the first one on screen; None if there is none."""
-    areas = [context.area] if context.area is not None and context.area.type == "VIEW_3D" else []
-    for window in context.window_manager.windows:
-        areas += [a for a in window.screen.areas if a.type == "VIEW_3D"]
-    for area in areas:
-        region = next((r for r in area.regions if r.type == "WINDOW"), None)
-        if region is not None:
-            return area.spaces.active, region
-    return None
-
-
 def _target(context):
     """The Dataset panel's target, else the active mesh, else the scene's largest mesh."""
     chosen = context.scene.neural_face_dataset.target
@@ -91,15 +78,10 @@ def _target(context):
 
 
 def _light_samples(scene) -> int:
-    """Light-pass samples of the dataset the bank learnt from (its manifest), else the Dataset panel's."""
+    """Light-pass samples of the dataset the bank learnt from, else the Dataset panel's (what it would be made with)."""
     folder = dataset_folder(scene)
-    if folder:
-        try:
-            with open(os.path.join(folder, MANIFEST)) as stream:
-                return int(json.load(stream)["settings"]["gbuffer_light_samples"])
-        except (OSError, ValueError, KeyError, TypeError):
-            pass  # no dataset yet, or not one of ours: the panel's setting is what it would be made with
-    return scene.neural_face_dataset.gbuffer_light_samples
+    made_with = manifest_light_samples(folder) if folder else None
+    return made_with if made_with is not None else scene.neural_face_dataset.gbuffer_light_samples
 
 
 class PreviewJob:

@@ -16,7 +16,8 @@ import numpy as np
 
 from . import preview_snapshot
 from .errors import InputError
-from .preview_job import PreviewJob, busy, find_viewport, run_in_background
+from .preview_job import PreviewJob, busy, run_in_background
+from .preview_view import find_viewport
 
 DEBOUNCE_S = 0.3
 TICK_S = 0.1

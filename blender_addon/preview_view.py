@@ -35,6 +35,18 @@ def viewport_camera(space, region_3d) -> CameraSpec:
                       sensor_height_mm=VIEWPORT_SENSOR_MM, sensor_fit="AUTO")
 
 
+def find_viewport(context):
+    """(space, region) of the 3D viewport in context, else of the first one on screen; None if there is none."""
+    areas = [context.area] if context.area is not None and context.area.type == "VIEW_3D" else []
+    for window in context.window_manager.windows:
+        areas += [a for a in window.screen.areas if a.type == "VIEW_3D"]
+    for area in areas:
+        region = next((r for r in area.regions if r.type == "WINDOW"), None)
+        if region is not None:
+            return area.spaces.active, region
+    return None
+
+
 def resolution_for(size: int, aspect: float) -> tuple[int, int]:
     """(width, height) whose larger side is `size`, for a width/height `aspect`."""
     if aspect >= 1.0:
