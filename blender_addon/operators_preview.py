@@ -7,13 +7,11 @@ timer events, so Blender stays responsive; Esc cancels the frame.
 
 from __future__ import annotations
 
-import threading
-
 import bpy
 
 from . import preview_job, preview_live, preview_snapshot, preview_worker_client
 from .errors import InputError
-from .preview_job import PreviewJob
+from .preview_job import BUTTON, PreviewJob
 
 POLL_INTERVAL_S = 0.05
 
@@ -53,8 +51,6 @@ class NEURALFACE_OT_preview(bpy.types.Operator):
     bl_idname = "neural_face.preview"
     bl_label = "Neural Render Preview"
 
-    _job: PreviewJob | None = None
-    _thread: threading.Thread | None = None
     _timer = None
 
     @classmethod
@@ -71,10 +67,10 @@ class NEURALFACE_OT_preview(bpy.types.Operator):
     def invoke(self, context, event):
         if bpy.app.background:
             return self.execute(context)
-        self._job = prepare(context, self.report)
-        if self._job is None:
+        job = prepare(context, self.report)
+        if job is None:
             return {"CANCELLED"}
-        self._thread = preview_job.run_in_background(self._job)
+        preview_job.run_in_background(job, BUTTON)
         context.scene.neural_face_preview.status = "rendering (Esc cancels)"
         self._timer = context.window_manager.event_timer_add(POLL_INTERVAL_S, window=context.window)
         context.window_manager.modal_handler_add(self)
@@ -82,12 +78,13 @@ class NEURALFACE_OT_preview(bpy.types.Operator):
 
     def modal(self, context, event):
         if event.type == "ESC" and event.value == "PRESS":
-            self._job.cancel()  # the thread ends soon with the job's error "preview cancelled"
+            preview_job.cancel_in_flight()  # the frame ends soon with the error "preview cancelled"
             return {"RUNNING_MODAL"}
-        if event.type != "TIMER" or self._thread.is_alive():
+        job = preview_job.take_finished(BUTTON) if event.type == "TIMER" else None
+        if job is None:
             return {"PASS_THROUGH"}
         context.window_manager.event_timer_remove(self._timer)
-        return finish(context, self._job, self.report)
+        return finish(context, job, self.report)
 
 
 class NEURALFACE_OT_cancel_preview(bpy.types.Operator):

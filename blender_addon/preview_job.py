@@ -33,9 +33,12 @@ from .service_client import ServiceError, connect
 
 WORKER_TIMEOUT_BASE_S = 120.0  # the first frame waits for the worker's Blender to start
 
+BUTTON, LIVE = "button", "live"  # who starts a frame, and so who applies its result
+
 _work_dir: str | None = None
-_in_flight: threading.Thread | None = None  # one frame at a time: frames share the work files
-_in_flight_job: "PreviewJob | None" = None
+# The one owner of the frames in flight, for the operator, Live and the panel's Cancel button alike.
+_in_flight: "tuple[PreviewJob, threading.Thread] | None" = None  # one at a time: frames share the work files
+_awaited: "dict[str, tuple[PreviewJob, threading.Thread]]" = {}  # by starter: the frame it will apply
 
 
 def work_dir() -> str:
@@ -49,21 +52,41 @@ def work_dir() -> str:
 
 def busy() -> bool:
     """True while a frame (from the operator or from Live) is in flight."""
-    return _in_flight is not None and _in_flight.is_alive()
+    return _in_flight is not None and _in_flight[1].is_alive()
+
+
+def rendering_for(starter: str) -> bool:
+    """True while the frame `starter` waits for is still rendering."""
+    return starter in _awaited and _awaited[starter][1].is_alive()
 
 
 def cancel_in_flight() -> None:
-    """Cancel the frame in flight, from the operator or from Live (the panel's Cancel button)."""
-    if busy() and _in_flight_job is not None:
-        _in_flight_job.cancel()
+    """Cancel the frame in flight; its starter gets it back with the error "preview cancelled"."""
+    if busy():
+        _in_flight[0].cancel()
 
 
-def run_in_background(job: "PreviewJob") -> threading.Thread:
-    global _in_flight, _in_flight_job
-    _in_flight_job = job
-    _in_flight = threading.Thread(target=job.run, name="neural-preview", daemon=True)
-    _in_flight.start()
-    return _in_flight
+def drop(starter: str) -> None:
+    """Cancel the frame `starter` waits for and forget it: nobody will apply it."""
+    job, thread = _awaited.pop(starter, (None, None))
+    if job is not None and thread.is_alive():
+        job.cancel()
+
+
+def run_in_background(job: "PreviewJob", starter: str = BUTTON) -> threading.Thread:
+    """Render `job` in a thread; `take_finished(starter)` hands it back once rendered."""
+    global _in_flight
+    thread = threading.Thread(target=job.run, name="neural-preview", daemon=True)
+    _in_flight = _awaited[starter] = (job, thread)
+    thread.start()
+    return thread
+
+
+def take_finished(starter: str) -> "PreviewJob | None":
+    """The frame `starter` started, once rendered, and only once; None while it renders or when there is none."""
+    if starter not in _awaited or rendering_for(starter):
+        return None
+    return _awaited.pop(starter)[0]
 
 
 def _target(context):

@@ -8,15 +8,14 @@ signature, unlike depsgraph update handlers, is not fooled by the preview's own 
 
 from __future__ import annotations
 
-import threading
 import time
 
 import bpy
 import numpy as np
 
-from . import preview_snapshot
+from . import preview_job, preview_snapshot
 from .errors import InputError
-from .preview_job import PreviewJob, busy, run_in_background
+from .preview_job import LIVE, PreviewJob
 from .preview_view import find_viewport
 
 DEBOUNCE_S = 0.3
@@ -25,8 +24,6 @@ TICK_S = 0.1
 _enabled = False
 _due: float | None = None
 _signature = None
-_job: PreviewJob | None = None
-_thread: threading.Thread | None = None  # this module's frame in flight
 
 
 def _rounded(values) -> tuple:
@@ -68,26 +65,25 @@ def signature(context) -> tuple:
 
 
 def _tick():
-    global _due, _signature, _job, _thread
+    global _due, _signature
     if not _enabled:
         return None
     context = bpy.context
-    if _job is not None:
-        if _thread.is_alive():
-            return TICK_S
-        _finish(context, _job)
-        _job = None
+    finished = preview_job.take_finished(LIVE)
+    if finished is not None:
+        _finish(context, finished)
+    if preview_job.rendering_for(LIVE):
+        return TICK_S
     current = signature(context)
     if current != _signature:
         _signature, _due = current, time.monotonic() + DEBOUNCE_S
-    if _due is not None and time.monotonic() >= _due and not busy():  # else retry on a later tick
+    if _due is not None and time.monotonic() >= _due and not preview_job.busy():  # else retry on a later tick
         _due = None
         _start(context)
     return TICK_S
 
 
 def _start(context) -> None:
-    global _job, _thread
     try:
         job = PreviewJob(context)
     except InputError as exc:
@@ -96,8 +92,7 @@ def _start(context) -> None:
     except Exception as exc:  # e.g. a full disk: an exception would unregister the timer, Live silently off
         context.scene.neural_face_preview.status = f"live preview failed: {exc}"
         return
-    _job = job
-    _thread = run_in_background(job)
+    preview_job.run_in_background(job, LIVE)
 
 
 def _finish(context, job: PreviewJob) -> None:
@@ -109,7 +104,7 @@ def _finish(context, job: PreviewJob) -> None:
 
 def set_enabled(enabled: bool) -> None:
     """Start or stop live updates (the Live checkbox); timers never fire in background mode."""
-    global _enabled, _signature, _job
+    global _enabled, _signature
     if enabled == _enabled:
         return
     _enabled = enabled
@@ -119,6 +114,4 @@ def set_enabled(enabled: bool) -> None:
     else:
         if bpy.app.timers.is_registered(_tick):
             bpy.app.timers.unregister(_tick)
-        if _job is not None:
-            _job.cancel()  # its result would never be applied
-            _job = None
+        preview_job.drop(LIVE)  # its result would never be applied
