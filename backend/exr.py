@@ -38,19 +38,23 @@ def read_parts(path: str | os.PathLike) -> dict[str, dict[str, np.ndarray]]:
     return parts
 
 
-def write_exr(path: str | os.PathLike, channels: dict[str, np.ndarray], half: bool = False) -> None:
-    """Write one part with the given [H, W] channels (e.g. R, G, B, A), ZIP-compressed, atomically."""
+def write_exr(path: str | os.PathLike, channels: dict[str, np.ndarray], half: bool = False,
+              attributes: dict[str, str] | None = None) -> None:
+    """Write one part with the given [H, W] channels (e.g. R, G, B, A), ZIP-compressed, atomically;
+    `attributes` are extra string attributes of its header."""
     path = str(path)
     dtype = np.float16 if half else np.float32
     data = {name: np.ascontiguousarray(pixels, dtype=dtype) for name, pixels in channels.items()}
-    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage, **(attributes or {})}
     with atomic_path(path, suffix=".exr") as tmp, OpenEXR.File(header, data) as exr:
         exr.write(str(tmp))
 
 
-def write_rgba(path: str | os.PathLike, image: np.ndarray, half: bool = False) -> None:
+def write_rgba(path: str | os.PathLike, image: np.ndarray, half: bool = False,
+               attributes: dict[str, str] | None = None) -> None:
     """Write an [H, W, 3 or 4] linear image (alpha optional) as an RGB(A) EXR."""
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] not in (3, 4):
         raise ValueError(f"expected an [H, W, 3|4] image, got {image.shape}")
-    write_exr(path, {name: image[..., i] for i, name in enumerate("RGBA"[: image.shape[2]])}, half=half)
+    write_exr(path, {name: image[..., i] for i, name in enumerate("RGBA"[: image.shape[2]])}, half=half,
+              attributes=attributes)

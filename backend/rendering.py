@@ -2,7 +2,8 @@
 
 The face is composited over a background: the sample's Cycles ground truth where it sits next to
 the G-buffer (`NAME.gt.exr`), else a flat colour. `.exr` output is linear float32 RGBA; `.png` is
-8-bit sRGB (radiance clipped to [0, 1], as metrics.to_display) with alpha = coverage.
+8-bit sRGB (radiance clipped to [0, 1], as metrics.to_display) with alpha = coverage. Both carry
+the render marker (backend.outputs), so a later render may replace them and nothing else.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from backend.dataset import GROUND_TRUTH_PART, read_gbuffer
 from backend.errors import UserError
 from backend.exr import ExrError, read_parts, write_rgba
 from backend.metrics import to_display
+from backend.outputs import IMAGE, RENDER_MARKER_KEY, RENDER_MARKER_VALUE, check_output
 from backend.renderers import get_renderer
 
 OUTPUT_SUFFIXES = (".exr", ".png")
@@ -68,17 +70,19 @@ def background_for(gbuffer, gbuffer_path: Path, spec: str) -> np.ndarray:
 def write_frame(frame: np.ndarray, out_path: Path) -> None:
     """Write [H, W, 4] linear RGBA as EXR, or as sRGB PNG; atomically (temporary name, then rename)."""
     if out_path.suffix.lower() == ".exr":
-        write_rgba(out_path, frame)  # atomic itself
+        write_rgba(out_path, frame, attributes={RENDER_MARKER_KEY: RENDER_MARKER_VALUE})  # atomic itself
         return
-    from PIL import Image
+    from PIL import Image, PngImagePlugin
 
     rgba = np.concatenate([to_display(frame[..., :3]), np.clip(frame[..., 3:], 0, 1)], axis=-1)
+    marker = PngImagePlugin.PngInfo()
+    marker.add_text(RENDER_MARKER_KEY, RENDER_MARKER_VALUE)
     with atomic_path(out_path, suffix=".png") as tmp:
-        Image.fromarray(np.round(rgba * 255).astype(np.uint8), "RGBA").save(tmp, format="PNG")
+        Image.fromarray(np.round(rgba * 255).astype(np.uint8), "RGBA").save(tmp, format="PNG", pnginfo=marker)
 
 
 def render_file(bank_path, gbuffer_path, out_path, renderer: str = "torch", background: str = "auto",
-                device: str | None = None) -> dict:
+                device: str | None = None, overwrite: bool = False) -> dict:
     """Shade gbuffer_path with the bank and write out_path (.exr or .png); returns what happened."""
     out_path, gbuffer_path = Path(out_path), Path(gbuffer_path)
     if out_path.suffix.lower() not in OUTPUT_SUFFIXES:
@@ -86,6 +90,7 @@ def render_file(bank_path, gbuffer_path, out_path, renderer: str = "torch", back
     bank = load_bank(bank_path)
     gbuffer = read_gbuffer(gbuffer_path)
     gbuffer.background = background_for(gbuffer, gbuffer_path, background)
+    check_output(out_path, IMAGE, overwrite)  # after the inputs: their errors say more
     options = {"device": device} if device else {}
     shader = get_renderer(renderer, bank, **options)
     start = time.perf_counter()

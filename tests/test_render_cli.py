@@ -114,8 +114,8 @@ def test_bad_input_is_named_exits_non_zero_and_writes_nothing(sample, tmp_path, 
         code, stderr = render_main(capsys, "--bank", bank, "--gbuffer", gbuffer, "--out", target)
         assert code != 0 and expected in stderr, (expected, stderr)
     assert out.read_bytes() == b"keep me" and not (tmp_path / "out.jpg").exists()
-    code, stderr = render_main(capsys, "--bank", bank_path, "--gbuffer", good, "--out", out, "--background",
-                               dataset.root / dataset.record(index)["ground_truth"])
+    code, stderr = render_main(capsys, "--bank", bank_path, "--gbuffer", good, "--out", tmp_path / "bg.exr",
+                               "--background", dataset.root / dataset.record(index)["ground_truth"])
     assert code == 0, stderr  # a same-size EXR background is fine
     result = render_cli("--bank", corrupt_bank, "--gbuffer", good, "--out", out)
     assert result.returncode == 2 and "corrupt.nfbank" in result.stderr and "Traceback" not in result.stderr

@@ -8,7 +8,8 @@ HELP = "Write the HTML quality report of a bank against a dataset"
 def add_arguments(parser) -> None:
     parser.add_argument("--bank", required=True, help="weight bank (.nfbank); baselines next to it are included")
     parser.add_argument("--data", required=True, help="dataset folder")
-    parser.add_argument("--out", required=True, help="report folder (replaced)")
+    parser.add_argument("--out", required=True, help="report folder (replaces an earlier report there)")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out even if it is not a report")
     parser.add_argument("--renderer", default="torch", help="renderer to score and time (default torch)")
     parser.add_argument("--device", default="cpu", help="torch device (cpu or cuda)")
 
@@ -31,8 +32,10 @@ def headline_lines(metrics: dict) -> list[str]:
 def run(args) -> int:
     from pathlib import Path
 
+    from backend.outputs import REPORT, check_output
     from backend.report import write_report
 
+    check_output(args.out, REPORT, args.overwrite)
     metrics = write_report(args.bank, args.data, args.out, renderer=args.renderer, device=args.device)
     print(f"report: {Path(args.out) / 'index.html'}")
     for line in headline_lines(metrics):

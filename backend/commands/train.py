@@ -29,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint next to --out")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out even if it is not a weight bank")
     parser.add_argument("--widths", type=widths, default=(32, 32), help="hidden layer widths (default 32,32)")
     parser.add_argument("--lr", type=float, default=5e-3)
     parser.add_argument("--batch", type=int, default=256, help="pixels per bucket per step (default 256)")
@@ -85,9 +86,13 @@ def run_one(config: TrainConfig) -> dict:
 
 
 def run(args) -> int:
+    from backend.outputs import BANK, check_output
+
     kinds = [args.kind, *(kind for kind in BASELINES if kind != args.kind)] if args.baselines else [args.kind]
-    for kind in kinds:
-        out = args.out if kind == args.kind else companion_path(args.out, f".{kind}.nfbank")
+    outs = {kind: args.out if kind == args.kind else companion_path(args.out, f".{kind}.nfbank") for kind in kinds}
+    for out in outs.values():  # before the first step: training takes minutes
+        check_output(out, BANK, args.overwrite)
+    for kind, out in outs.items():
         if run_one(config_from_args(args, kind, out))["cancelled"]:
             return 130
     return 0

@@ -23,6 +23,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from backend import __version__
 from backend.atomic import atomic_open, write_bytes_atomic
 from backend.errors import UserError
+from backend.outputs import BANK, FRAME, REPORT, check_output
 from backend.service.jobs import JobConflict, Jobs, TrainingJob
 from backend.service.schemas import (
     ErrorBody, Health, JobStatus, RenderRequest, RenderResult, StoredFile, TrainRequest,
@@ -32,6 +33,7 @@ from backend.service.settings import Settings
 
 FILE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 DEFAULT_FRAME = "frame.npy"  # each render without `out` replaces the last one
+OVERWRITE_FLAG = '"overwrite": true'  # how a request asks to replace what this project did not write
 # A stopping service waits this long for a cancelled job (a step, a report stage); with uvicorn's 5 s for
 # open requests it stays within the 15 s the add-on gives the service before killing it.
 JOB_STOP_WAIT_S = 5.0
@@ -127,6 +129,8 @@ def create_app(settings: Settings) -> FastAPI:
         dataset = _existing(request.dataset, settings, "dataset folder")
         bank = confine(request.bank, settings) if request.bank else dataset / "bank.nfbank"
         report_dir = confine(request.report_dir, settings) if request.report_dir else bank.with_name(bank.stem + "_report")
+        for option, path, kind in (("bank", bank, BANK), ("report_dir", report_dir, REPORT)):
+            check_output(path, kind, request.overwrite, option, OVERWRITE_FLAG)  # now, not after training
         job = jobs.start(TrainingJob(dataset=dataset, bank=bank, report_dir=report_dir, steps=request.steps))
         return job.status()
 
@@ -155,6 +159,7 @@ def create_app(settings: Settings) -> FastAPI:
         out = confine(request.out, settings) if request.out else settings.files_folder / DEFAULT_FRAME
         if out.suffix != ".npy":
             raise UserError(f"out {out}: frames are written as .npy")
+        check_output(out, FRAME, request.overwrite, "out", OVERWRITE_FLAG)
         from backend.dataset import read_gbuffer
         from backend.rendering import background_for
 

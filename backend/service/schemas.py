@@ -34,6 +34,7 @@ class TrainRequest(Strict):
     report_dir: str | None = Field(None, min_length=1, max_length=4096, pattern=ABSOLUTE_PATH,
                                    description="folder of the HTML report; default BANK_report next to the bank")
     steps: int | None = Field(None, ge=1, le=10_000_000, description="training steps; default the trainer's")
+    overwrite: bool = Field(False, description="replace bank and report_dir even if this project did not write them")
 
 
 class Progress(BaseModel):
@@ -63,6 +64,7 @@ class RenderRequest(Strict):
     renderer: Literal["auto", "torch", "emulated", "pycuda"] = "auto"
     out: str | None = Field(None, min_length=1, max_length=4096, pattern=ABSOLUTE_PATH,
                             description="where to write the frame (.npy); default files_folder/frame.npy")
+    overwrite: bool = Field(False, description="replace out even if it is not a frame this service wrote")
 
 
 class RenderTimings(BaseModel):
