@@ -30,6 +30,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--object", default="", help="target mesh name (default: the largest mesh)")
     parser.add_argument("--front-axis", default="-Y", help="axis the face looks along (default -Y)")
     parser.add_argument("--overwrite", action="store_true", help="replace a different dataset in --out")
+    cluster = parser.add_argument_group("Ray cluster (docs/cluster.md)")
+    cluster.add_argument("--cluster", type=cluster_address, metavar="ADDRESS",
+                         help="render on the Ray cluster at HOST:PORT (as `ray start --head` prints it), "
+                              "or local[:N] for a throwaway local cluster of N workers")
+    cluster.add_argument("--cluster-token-file", metavar="FILE",
+                         help="the head's auth token, for a cluster started with RAY_AUTH_MODE=token")
+    cluster.add_argument("--worker-cpus", type=int, default=0, metavar="K",
+                         help="CPUs (Cycles threads) per worker; default 0: one worker per node, all its CPUs")
 
 
 def resolution(text: str) -> tuple[int, int]:
@@ -42,6 +50,15 @@ def resolution(text: str) -> tuple[int, int]:
     if len(sides) != 2 or not all(1 <= side <= MAX_SIDE for side in sides):
         raise argparse.ArgumentTypeError(f"resolution {text!r}: width and height must be 1..{MAX_SIDE}")
     return sides[0], sides[1]
+
+
+def cluster_address(text: str):
+    from backend.cluster.connection import parse_address
+
+    try:
+        return parse_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def light_range(text: str) -> tuple[int, int]:
@@ -119,14 +136,26 @@ def prepare_job(args, addon):
     return job
 
 
-def run(args) -> int:
+def progress_bar(job):
     from tqdm import tqdm
 
+    return tqdm(total=job.settings.samples, initial=job.done_count, unit="sample", desc="generate")
+
+
+def run(args) -> int:
     addon = import_addon()
     job = prepare_job(args, addon)
+    if args.cluster:
+        from backend.cluster.dataset import generate_on_cluster
+
+        stats = generate_on_cluster(job, args.cluster, args.cluster_token_file, args.worker_cpus, progress_bar)
+        if stats.requeued:
+            print(f"rendered again after their worker was lost: samples {sorted(stats.requeued)}", file=sys.stderr)
+        print(f"dataset: {job.manifest_path} ({job.done_count} samples)")
+        return 0
     with job:
         job.start()
-        with tqdm(total=job.settings.samples, initial=job.done_count, unit="sample", desc="generate") as bar:
+        with progress_bar(job) as bar:
             while job.pending:
                 with quiet_stdout():
                     job.step()

@@ -1,0 +1,224 @@
+"""`generate --cluster`: real Ray on 127.0.0.1, real bpy workers, real Cycles, real EXR.
+
+One head with two worker CPUs serves every test (`ray_head`). A cluster dataset must equal a
+local run's, survive a kill -9 of a worker mid-sample and of the driver, and bad input must fail
+fast with nothing written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from backend.dataset import open_dataset
+from conftest import ROOT
+from ray_cluster import RAY_ENV, RayNode, marked_processes
+
+SAMPLES = 6
+pytestmark = pytest.mark.timeout(240)
+
+
+def generate_args(scene, out, samples=SAMPLES) -> list[str]:
+    """Samples of about a second on one core: long enough to kill a worker or the driver mid-run."""
+    return ["generate", "--scene", str(scene), "--out", str(out), "--samples", str(samples), "--resolution", "48",
+            "--lights", "1-2", "--gt-samples", "256", "--light-samples", "2", "--seed", "5"]
+
+
+def run_driver(*args, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "backend", *map(str, args)], cwd=ROOT, env={**os.environ, **RAY_ENV},
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def start_driver(*args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "backend", *map(str, args)], cwd=ROOT,
+                            env={**os.environ, **RAY_ENV}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def on_cluster(head: RayNode) -> list[str]:
+    return ["--cluster", head.address, "--cluster-token-file", head.token_file, "--worker-cpus", "1"]
+
+
+@pytest.fixture(scope="session")
+def ray_head():
+    head = RayNode(num_cpus=2)
+    yield head
+    head.stop()
+
+
+@pytest.fixture(scope="session")
+def local_reference(tmp_path_factory, suzanne_blend):
+    """The same settings rendered locally, without Ray."""
+    out = tmp_path_factory.mktemp("local_reference")
+    result = run_driver(*generate_args(suzanne_blend, out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+def comparable(manifest_path) -> dict:
+    """The manifest without what differs between any two runs: the creation time and render seconds."""
+    manifest = json.loads(manifest_path.read_text())
+    manifest.pop("created")
+    manifest["settings"].pop("scene")
+    for record in manifest["samples"]:
+        record.pop("seconds")
+    return manifest
+
+
+def committed(out, count) -> bool:
+    try:
+        return len(json.loads((out / "manifest.json").read_text())["samples"]) >= count
+    except (OSError, ValueError):
+        return False
+
+
+def wait_until(condition, process, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, f"the driver ended early: {process.stderr.read()[-3000:]}"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def assert_complete_and_valid(out, samples) -> None:
+    dataset = open_dataset(out)
+    indices = [record["index"] for record in json.loads((out / "manifest.json").read_text())["samples"]]
+    assert indices == list(range(samples)), "every sample once, none twice"
+    for i in indices:
+        dataset.load_gbuffer(i), dataset.load_ground_truth(i)
+    names = sorted(p.name for p in (out / "samples").iterdir())
+    assert names == sorted(f"{i:06d}{ext}" for i in indices for ext in (".gbuffer.exr", ".gt.exr", ".json"))
+
+
+@pytest.mark.slow
+def test_cluster_dataset_equals_local_run(ray_head, suzanne_blend, local_reference, tmp_path):
+    out = tmp_path / "cluster"
+    result = run_driver(*generate_args(suzanne_blend, out), *on_cluster(ray_head))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "workers=2" in result.stderr
+    assert comparable(out / "manifest.json") == comparable(local_reference / "manifest.json")
+    cluster, local = open_dataset(out), open_dataset(local_reference)
+    for i in range(SAMPLES):  # same pixels too: the workers run the local recipe on the packed scene
+        a, b = cluster.load_gbuffer(i), local.load_gbuffer(i)
+        for name in ("planes", "lights", "camera_position"):
+            assert np.array_equal(getattr(a, name), getattr(b, name)), name
+        np.testing.assert_allclose(cluster.load_ground_truth(i), local.load_ground_truth(i), atol=1e-5)
+    assert_complete_and_valid(out, SAMPLES)
+
+
+@pytest.mark.slow
+def test_worker_killed_mid_sample_is_replaced_and_nothing_is_lost(ray_head, suzanne_blend, local_reference,
+                                                                  tmp_path):
+    out, samples = tmp_path / "killed_worker", 8
+    driver = start_driver(*generate_args(suzanne_blend, out, samples), *on_cluster(ray_head))
+
+    def rendering_worker():
+        return [pid for pid, command in marked_processes(ray_head.marker).items()
+                if command.startswith("ray::SampleRenderer.render")]
+
+    wait_until(lambda: committed(out, 1) and rendering_worker(), driver)
+    victim = rendering_worker()[0]
+    os.kill(victim, signal.SIGKILL)
+    _, stderr = driver.communicate(timeout=180)
+    assert driver.returncode == 0, stderr[-3000:]
+    assert "rendered again after their worker was lost" in stderr
+    assert_complete_and_valid(out, samples)
+    reference = open_dataset(local_reference)
+    for i in range(SAMPLES):
+        assert open_dataset(out).record(i)["camera"] == reference.record(i)["camera"]
+
+
+@pytest.mark.slow
+def test_killed_driver_resumes_rendering_only_missing_samples(ray_head, suzanne_blend, local_reference, tmp_path):
+    out = tmp_path / "killed_driver"
+    args = [*generate_args(suzanne_blend, out), *on_cluster(ray_head)]
+    driver = start_driver(*args)
+    wait_until(lambda: committed(out, 2), driver)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    kept = {p.name: p.stat().st_mtime_ns for p in (out / "samples").iterdir()
+            if p.name[:6].isdigit() and int(p.name[:6]) in open_dataset(out).indices()}
+    assert 2 * 3 <= len(kept) < SAMPLES * 3, "kill the driver while it is still rendering"
+
+    result = run_driver(*args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    after = {p.name: p.stat().st_mtime_ns for p in (out / "samples").iterdir()}
+    assert all(after[name] == mtime for name, mtime in kept.items()), "a finished sample was rendered again"
+    assert_complete_and_valid(out, SAMPLES)
+    assert comparable(out / "manifest.json") == comparable(local_reference / "manifest.json")
+
+
+def test_unreachable_address_fails_within_seconds(suzanne_blend, tmp_path):
+    from ray_cluster import free_loopback_port
+
+    out = tmp_path / "out"
+    start = time.monotonic()
+    result = run_driver(*generate_args(suzanne_blend, out, samples=1), "--cluster", f"127.0.0.1:{free_loopback_port()}",
+                        timeout=60)
+    seconds = time.monotonic() - start
+    assert result.returncode == 2
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("error: cannot reach a Ray cluster at 127.0.0.1:"), result.stderr[-2000:]
+    assert "ray start --head" in last_line
+    assert seconds < 20, f"took {seconds:.1f} s"
+    assert not out.exists()
+
+
+def test_malformed_address_is_refused(suzanne_blend, tmp_path):
+    result = run_driver(*generate_args(suzanne_blend, tmp_path / "out", samples=1), "--cluster", "headnode")
+    assert result.returncode == 2
+    assert "HOST:PORT" in result.stderr and "local[:N]" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+MISSING_TEXTURE_SCENE = """
+import sys, bpy
+bpy.ops.wm.open_mainfile(filepath=sys.argv[1])
+mesh = max((o for o in bpy.data.objects if o.type == "MESH"), key=lambda o: len(o.data.vertices))
+material = bpy.data.materials.new("Textured")
+node = material.node_tree.nodes.new("ShaderNodeTexImage")
+node.image = bpy.data.images.load(sys.argv[3], check_existing=False)
+material.node_tree.links.new(node.outputs["Color"], material.node_tree.nodes["Principled BSDF"].inputs["Base Color"])
+mesh.data.materials.clear()
+mesh.data.materials.append(material)
+bpy.ops.wm.save_as_mainfile(filepath=sys.argv[2])
+"""
+
+
+def test_missing_texture_is_refused_before_connecting(suzanne_blend, tmp_path):
+    texture = tmp_path / "skin.png"
+    from PIL import Image
+
+    Image.new("RGB", (4, 4), (200, 150, 120)).save(texture)
+    scene = tmp_path / "textured.blend"
+    subprocess.run([sys.executable, "-c", MISSING_TEXTURE_SCENE, suzanne_blend, scene, texture], check=True,
+                   capture_output=True, timeout=120)
+    texture.unlink()
+    out = tmp_path / "out"
+    result = run_driver(*generate_args(scene, out, samples=1), "--cluster", "127.0.0.1:9", timeout=60)
+    assert result.returncode == 2
+    assert "texture 'skin.png'" in result.stderr and "is missing" in result.stderr and str(texture) in result.stderr
+    assert not out.exists()
+
+
+RAY_FREE_RUN = """
+import sys
+from backend.cli import main
+code = main(sys.argv[1:])
+assert code == 0, code
+assert not any(name == "ray" or name.startswith("ray.") for name in sys.modules), "a local run imported ray"
+"""
+
+
+def test_local_run_never_imports_ray(suzanne_blend, tmp_path):
+    result = subprocess.run([sys.executable, "-c", RAY_FREE_RUN, *generate_args(suzanne_blend, tmp_path / "out", 1),
+                             "--resolution", "16", "--gt-samples", "4"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
