@@ -18,9 +18,10 @@ from backend.atomic import write_bytes_atomic
 from backend.errors import BankError
 from backend.features import FEATURE_NAMES, N_FEATURES
 from backend.gbuffer import FEATURE_SPEC_VERSION
+from backend.prefilter import FilterRadii
 
 BANK_FORMAT = "neural-face-bank"
-BANK_VERSION = 1
+BANK_VERSION = 2
 METADATA_KEY = "neural_face"
 SLOT_BYTES_LIMIT = 32768
 FALLBACK_MODES = ("nearest_key", "shared_network")
@@ -61,6 +62,11 @@ class Bank:
     @property
     def kind(self) -> str:
         return self.meta.get("kind", "hash_bank")
+
+    @property
+    def filter_radii(self) -> FilterRadii:
+        """World-space widths of the pre-filtered feature planes (gbuffer.md section 2b)."""
+        return FilterRadii.from_json(self.meta["filter_radii"])
 
     @property
     def n_slots(self) -> int:
@@ -168,13 +174,17 @@ def build_lut(slot_keys, slot_pixels, bins: int, fallback: str, shared_slot: int
 
 def make_meta(layers, slot_keys, slot_pixels, *, tile_size=16, bins=8, output_activation="exp",
               weights_dtype="float32", fallback="nearest_key", shared_slot=None, kind="hash_bank",
-              provenance=None) -> dict:
-    """The metadata dict of bank.md with this code's format, version and feature names."""
+              filter_radii: FilterRadii | None = None, provenance=None) -> dict:
+    """The metadata dict of bank.md with this code's format, version and feature names.
+
+    filter_radii default to those of an object of bounding radius 1 (random test banks).
+    """
     return {
         "format": BANK_FORMAT,
         "version": BANK_VERSION,
         "feature_spec_version": FEATURE_SPEC_VERSION,
         "feature_names": list(FEATURE_NAMES),
+        "filter_radii": (filter_radii or FilterRadii.for_object(1.0)).to_json(),
         "tile_size": int(tile_size),
         "bins": int(bins),
         "layers": [int(x) for x in layers],
@@ -239,6 +249,7 @@ def check_bank(bank: Bank, source: str = "<memory>") -> None:
         layers, bins, tile_size = bank.layers, bank.bins, bank.tile_size
         activation, dtype, kind = bank.output_activation, bank.weights_dtype, bank.kind
         slot_keys, mode = meta["slot_keys"], meta["fallback"]["mode"]
+        radii = bank.filter_radii
     except (KeyError, TypeError, ValueError) as exc:
         fail(f"metadata lacks or garbles {exc}")
     if not all(isinstance(width, int) for width in layers):
@@ -251,6 +262,8 @@ def check_bank(bank: Bank, source: str = "<memory>") -> None:
         fail(f"unknown output activation {activation!r}, weights dtype {dtype!r} or kind {kind!r}")
     if mode not in FALLBACK_MODES:
         fail(f"unknown fallback mode {mode!r}")
+    if not all(np.isfinite(r) and r > 0 for r in (*radii.visibility, radii.albedo)):
+        fail(f"filter radii {radii} must be positive")
     if kind == "single_network" and (len(slot_keys) != 1 or mode != "shared_network"):
         fail("a single_network bank has exactly one slot, used as the shared_network fallback for every key")
     p = slot_size(layers)

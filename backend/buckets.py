@@ -26,8 +26,9 @@ from backend.errors import DatasetError
 from backend.features import shading_inputs
 from backend.gbuffer import FEATURE_SPEC_VERSION, GBuffer
 from backend.hashing import gbuffer_tile_keys, pixel_tile_map
+from backend.prefilter import FilterRadii
 
-STORE_VERSION = 1
+STORE_VERSION = 2
 
 
 @dataclass
@@ -58,9 +59,10 @@ class Buckets:
         return cls(records, keys, start.astype(np.int64), count.astype(np.int64))
 
 
-def sample_records(gbuffer: GBuffer, ground_truth: np.ndarray, tile_size: int, bins: int) -> PixelRecords:
+def sample_records(gbuffer: GBuffer, ground_truth: np.ndarray, tile_size: int, bins: int,
+                   radii: FilterRadii) -> PixelRecords:
     """Pixel records of one sample; ground_truth is RGBA or RGB [C, H, W] linear radiance."""
-    features, factor = shading_inputs(gbuffer)
+    features, factor = shading_inputs(gbuffer, radii)
     covered = gbuffer.covered
     keys = pixel_tile_map(gbuffer_tile_keys(gbuffer, tile_size, bins), gbuffer.height, gbuffer.width, tile_size)[covered]
     order = np.argsort(keys, kind="stable")
@@ -95,18 +97,19 @@ def fingerprint(value) -> str:
 
 
 class BucketStore:
-    def __init__(self, root, tile_size: int, bins: int, dataset):
+    def __init__(self, root, tile_size: int, bins: int, dataset, radii: FilterRadii):
         self.root = Path(root)
-        self.tile_size, self.bins, self.dataset = tile_size, bins, dataset
+        self.tile_size, self.bins, self.dataset, self.radii = tile_size, bins, dataset, radii
         self.identity = {"store_version": STORE_VERSION, "feature_spec_version": FEATURE_SPEC_VERSION,
+                         "filter_radii": radii.to_json(),
                          "tile_size": tile_size, "bins": bins, "dataset": str(Path(dataset.root).resolve()),
                          "dataset_settings": fingerprint(dataset.manifest.get("settings", {}))}
         self.index = self._read_index()
 
     @classmethod
-    def beside(cls, bank_path, dataset, tile_size: int, bins: int) -> "BucketStore":
+    def beside(cls, bank_path, dataset, tile_size: int, bins: int, radii: FilterRadii) -> "BucketStore":
         """The store of a bank being trained: `<bank folder>/buckets/tile<T>_bins<B>/`."""
-        return cls(Path(bank_path).parent / "buckets" / f"tile{tile_size}_bins{bins}", tile_size, bins, dataset)
+        return cls(Path(bank_path).parent / "buckets" / f"tile{tile_size}_bins{bins}", tile_size, bins, dataset, radii)
 
     def _read_index(self) -> dict:
         path = self.root / "index.json"
@@ -144,7 +147,8 @@ class BucketStore:
         added = []
         for i in self.missing(indices):
             gbuffer = self.dataset.load_gbuffer(i)
-            self.add(i, sample_records(gbuffer, self.dataset.load_ground_truth(i), self.tile_size, self.bins))
+            self.add(i, sample_records(gbuffer, self.dataset.load_ground_truth(i), self.tile_size, self.bins,
+                                       self.radii))
             added.append(i)
             if on_sample:
                 on_sample(i)

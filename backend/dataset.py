@@ -83,6 +83,7 @@ def gbuffer_from_exr(exr_path: Path, record: dict) -> GBuffer:
     try:
         width, height = record["resolution"]
         camera_position = record["camera"]["position"]
+        focal_px = float(record["camera"]["K"][0][0])
         lightgroups = [light["lightgroup"] for light in record["lights"]]
     except (KeyError, TypeError, ValueError) as exc:
         raise GBufferError(f"{source}: its record lacks resolution, camera or lights ({exc})") from None
@@ -95,7 +96,8 @@ def gbuffer_from_exr(exr_path: Path, record: dict) -> GBuffer:
                for group in lightgroups]
     stacked = np.concatenate(planes)
     _unpremultiply_lights_layer(stacked, _planes(parts, exr_path, LIGHTS_COVERAGE_PART, "A", shape, GBufferError)[0])
-    return GBuffer(stacked, _lights_array(record, source), np.asarray(camera_position), source=source)
+    return GBuffer(stacked, _lights_array(record, source), np.asarray(camera_position), source=source,
+                   focal_px=focal_px)
 
 
 def sidecar_path(exr_path: Path) -> Path:
@@ -138,6 +140,11 @@ class Dataset:
 
     def __len__(self) -> int:
         return len(self.records)
+
+    @property
+    def bounding_radius(self) -> float:
+        """The target object's bounding radius in scene units (the scale of the pre-filter's radii)."""
+        return float(self.manifest["object"]["bounding_radius"])
 
     def indices(self, split: str | None = None) -> list[int]:
         """Finished sample indices, optionally only those of split "train", "val" or "test"."""

@@ -1,9 +1,11 @@
-"""Per-pixel, per-light network input (docs/formats/gbuffer.md, section 2; FEATURE_SPEC_VERSION 1).
+"""Per-pixel, per-light network input (docs/formats/gbuffer.md, section 2; FEATURE_SPEC_VERSION 2).
 
 Everything here is something a real-time engine can hand a pixel: rasterised UV, normal and
-albedo, view and light directions, and the shadowed light pass (the only shadow information).
-One definition, used by training and by the torch renderer; the CUDA kernel reimplements it.
-Computed in torch float32 so the same code runs on the CPU and on CUDA.
+albedo, view and light directions, the shadowed light pass (the only shadow information), and
+the pre-filtered planes of backend.prefilter (visibility and albedo blurred at skin scattering
+radii, as screen-space subsurface scattering does). One definition, used by training and by the
+torch renderer; the CUDA kernel reimplements the per-pixel part and reads the same pre-filtered
+planes. Computed in torch float32 so the same code runs on the CPU and on CUDA.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import math
 import torch
 
 from backend.gbuffer import ALBEDO, FEATURE_SPEC_VERSION, NORMAL, POSITION, U, V, GBuffer, light_pass_planes
+from backend.prefilter import FILTERED_FIXED, FILTERED_PER_LIGHT, FilterRadii, filtered_planes
 
 FEATURE_NAMES = (
     "u", "v",
@@ -22,11 +25,15 @@ FEATURE_NAMES = (
     "n_dot_l", "n_dot_v", "n_dot_h",
     "visibility",
     "albedo_r", "albedo_g", "albedo_b",
+    "visibility_near", "visibility_far",
+    "albedo_wide_r", "albedo_wide_g", "albedo_wide_b",
 )
 N_FEATURES = len(FEATURE_NAMES)
-assert N_FEATURES == 18
+N_PIXEL_FEATURES = 18  # computed from the pixel's own planes; the rest are read from the pre-filter
+assert N_FEATURES == 23
 
-__all__ = ["FEATURE_NAMES", "FEATURE_SPEC_VERSION", "N_FEATURES", "compute_features", "light_scale", "shading_inputs"]
+__all__ = ["FEATURE_NAMES", "FEATURE_SPEC_VERSION", "N_FEATURES", "N_PIXEL_FEATURES", "compute_features",
+           "light_scale", "shading_inputs"]
 
 
 def _normalize(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
@@ -59,17 +66,22 @@ def light_scale(gbuffer: GBuffer, device="cpu") -> torch.Tensor:
     return torch.stack([_scale(gbuffer, k, _light_geometry(gbuffer, planes, k)[1]) for k in range(gbuffer.n_lights)])
 
 
-def compute_features(gbuffer: GBuffer, device="cpu") -> torch.Tensor:
-    """Features [L, H, W, F] float32 (F = 18, order FEATURE_NAMES); uncovered pixels are 0."""
-    return shading_inputs(gbuffer, device)[0]
+def compute_features(gbuffer: GBuffer, radii: FilterRadii, device="cpu") -> torch.Tensor:
+    """Features [L, H, W, F] float32 (F = 23, order FEATURE_NAMES); uncovered pixels are 0."""
+    return shading_inputs(gbuffer, radii, device)[0]
 
 
-def shading_inputs(gbuffer: GBuffer, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
+def shading_inputs(gbuffer: GBuffer, radii: FilterRadii, device="cpu",
+                   filtered: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(features [L, H, W, F], light factor [L, H, W, 3]) in one pass; uncovered pixels are 0.
 
     The light factor `rgb_k * light_scale_k` is what network output k is multiplied by
-    (gbuffer.md section 5): radiance = sum_k factor_k * f_k(features_k).
+    (gbuffer.md section 5): radiance = sum_k factor_k * f_k(features_k). `filtered` is
+    prefilter.filtered_planes(gbuffer, radii), made here unless the caller already has it.
     """
+    if filtered is None:
+        filtered = filtered_planes(gbuffer, radii, device)
+    albedo_wide = filtered[:FILTERED_FIXED]
     planes = _planes(gbuffer, device)
     covered = planes[0] > 0.5
     n = _normalize(planes[NORMAL])
@@ -86,6 +98,8 @@ def shading_inputs(gbuffer: GBuffer, device="cpu") -> tuple[torch.Tensor, torch.
             planes[U], planes[V], *n, *view, *l,
             (n * l).sum(0), n_dot_v, (n * h).sum(0),
             visibility, *planes[ALBEDO],
+            *filtered[FILTERED_FIXED + FILTERED_PER_LIGHT * k : FILTERED_FIXED + FILTERED_PER_LIGHT * (k + 1)],
+            *albedo_wide,
         ]
         per_light.append(torch.stack(channels, dim=-1))
         factors.append(scale[..., None] * colour)

@@ -8,7 +8,7 @@ import numpy as np
 
 from backend.errors import GBufferError
 
-FEATURE_SPEC_VERSION = 1
+FEATURE_SPEC_VERSION = 2
 
 # Plane layout of GBuffer.planes: fixed planes first, then three per light.
 MASK, U, V = 0, 1, 2
@@ -32,6 +32,7 @@ class GBuffer:
     camera_position: np.ndarray  # [3] float32
     background: np.ndarray | None = None  # [3, H, W] float32
     source: str = "<memory>"  # file it came from, for error messages
+    focal_px: float | None = None  # pinhole focal length in pixels (K[0][0]); the pre-filter needs it
 
     def __post_init__(self) -> None:
         self.planes = np.ascontiguousarray(self.planes, dtype=np.float32)
@@ -97,6 +98,8 @@ class GBuffer:
             raise GBufferError(
                 f"{self.source}: background is {self.background.shape}, expected (3, {self.height}, {self.width})"
             )
+        if self.focal_px is not None and not (np.isfinite(self.focal_px) and self.focal_px > 0):
+            raise GBufferError(f"{self.source}: focal length must be a positive number of pixels, got {self.focal_px}")
         if not np.all(np.isfinite(self.lights)) or not np.all(np.isfinite(self.camera_position)):
             raise GBufferError(f"{self.source}: non-finite light or camera values")
         covered = self.covered

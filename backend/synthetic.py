@@ -45,4 +45,5 @@ def sphere_gbuffer(height: int, width: int, n_lights: int = 1, seed: int = 0, ra
     planes[1:, ~covered] = 0
     background = np.broadcast_to(np.array([0.05, 0.05, 0.08], dtype=np.float32).reshape(3, 1, 1),
                                  (3, height, width)).copy()
-    return GBuffer(planes, lights, camera, background, source=f"<sphere {width}x{height}>")
+    # Pixels span 2 / (radius * width) world units at the sphere's front (distance 2 from the camera).
+    return GBuffer(planes, lights, camera, background, source=f"<sphere {width}x{height}>", focal_px=radius * width)

@@ -34,6 +34,7 @@ from backend.dataset import open_dataset
 from backend.errors import DatasetError, UserError
 from backend.evaluation import load_views, mean_psnr
 from backend.features import N_FEATURES
+from backend.prefilter import FilterRadii
 from backend.stacked_mlp import StackedMLP
 
 KINDS = ("hash_bank", "single_cost", "single_params")
@@ -152,6 +153,7 @@ class Problem:
     feature_mean: np.ndarray
     feature_std: np.ndarray
     initial_output: np.ndarray  # [3] typical transfer target / sum(factor)
+    filter_radii: FilterRadii
 
 
 def feature_statistics(buckets: Buckets) -> tuple[np.ndarray, np.ndarray]:
@@ -176,7 +178,7 @@ def min_bucket_pixels(config: TrainConfig, total_pixels: int) -> int:
     return max(1, math.ceil(MIN_BUCKET_SHARE * total_pixels))
 
 
-def build_problem(buckets: Buckets, config: TrainConfig) -> Problem:
+def build_problem(buckets: Buckets, config: TrainConfig, radii: FilterRadii) -> Problem:
     total = len(buckets.records)
     threshold = min_bucket_pixels(config, total)
     own = buckets.count >= threshold
@@ -213,6 +215,7 @@ def build_problem(buckets: Buckets, config: TrainConfig) -> Problem:
         feature_mean=mean,
         feature_std=std,
         initial_output=np.clip(ratio, 0.01, 10.0),
+        filter_radii=radii,
     )
 
 
@@ -242,7 +245,7 @@ def to_bank(model: StackedMLP, problem: Problem, config: TrainConfig, fallback: 
     shared = slot_keys.index(SHARED_SLOT_KEY) if fallback == "shared_network" else None
     meta = make_meta(problem.layers, slot_keys, pixels, tile_size=config.tile_size, bins=config.bins,
                      output_activation=config.output_activation, fallback=fallback, shared_slot=shared,
-                     kind=kind, provenance=provenance)
+                     kind=kind, filter_radii=problem.filter_radii, provenance=provenance)
     return make_bank(rows, problem.feature_mean, problem.feature_std, meta)
 
 
@@ -321,9 +324,10 @@ class Trainer:
         dataset = open_dataset(config.data)
         train_ids, val_ids = _splits(dataset)
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        store = BucketStore.beside(self.out, dataset, config.tile_size, config.bins)
+        radii = FilterRadii.for_object(dataset.bounding_radius)
+        store = BucketStore.beside(self.out, dataset, config.tile_size, config.bins, radii)
         store.update(train_ids, on_sample=lambda i: self.progress(0, float("nan"), None, "buckets"))
-        problem = build_problem(store.load(train_ids), config)
+        problem = build_problem(store.load(train_ids), config, radii)
         views = load_views(dataset, val_ids)
         generator = torch.Generator().manual_seed(config.seed)
         torch.manual_seed(config.seed)

@@ -3,14 +3,16 @@
 //
 // A block (1) ORs its covered pixels' UV bins into the tile key, (2) looks the key up in the bank's
 // table, (3) copies that slot's packed network into shared memory, then every thread (4) computes
-// its pixel's 18 features per light straight from the G-buffer planes, (5) runs the MLP with its
+// its pixel's 23 features per light (18 straight from the G-buffer planes, 5 read from the
+// pre-filtered planes the host made, backend/prefilter.py), (5) runs the MLP with its
 // activations in registers, weights broadcast from shared memory, and (6) sums the lights and
-// writes linear RGB plus alpha over the background. No pixel needs a neighbour: the only sync is
+// writes linear RGB plus alpha over the background. No pixel reads a neighbour: what subsurface
+// scattering brings from around the pixel is in the pre-filtered planes, and the only sync is
 // inside the block.
 //
 // The bank's shape is fixed at compile time (backend/kernel_build.py passes it), so every layer
 // loop unrolls and activations stay in registers:
-//   NF_LAYERS          layer widths, e.g. 18,32,32,3 (first 18 = features, last 3 = rgb)
+//   NF_LAYERS          layer widths, e.g. 23,32,32,3 (first 23 = features, last 3 = rgb)
 //   NF_TILE            tile edge in pixels (blockDim.x = NF_TILE * NF_TILE)
 //   NF_BINS            UV bins per axis of the tile key
 //   NF_SOFTPLUS        1: softplus output activation, 0: exp(min(y, 15))
@@ -58,8 +60,10 @@ __device__ __forceinline__ float to_float(weight_t w) { return w; }
 #endif
 
 constexpr int kThreads = NF_TILE * NF_TILE;
-constexpr int kFeatures = 18;
+constexpr int kFeatures = 23;
 constexpr int kFixedPlanes = 12;  // mask, u, v, normal xyz, position xyz, albedo rgb
+constexpr int kFilteredFixed = 3;     // pre-filtered planes: albedo rgb, then per light
+constexpr int kFilteredPerLight = 2;  // visibility at the near and the far scattering radius
 constexpr int kLightFields = 8;   // position xyz, colour rgb, power, radius
 constexpr float kFourPiSquared = 39.47841760435743f;
 
@@ -84,7 +88,7 @@ constexpr int kPerVector = 16 / sizeof(weight_t);
 constexpr int kSlotStride = (kSlotParams + kPerVector - 1) / kPerVector * kPerVector;
 constexpr int kSlotVectors = kSlotStride / kPerVector;
 static_assert(kSlotStride * sizeof(weight_t) <= 32768, "one network must fit in 32 KB of shared memory");
-static_assert(Shape<NF_LAYERS>::inputs == kFeatures, "the first layer must take the 18 features");
+static_assert(Shape<NF_LAYERS>::inputs == kFeatures, "the first layer must take the 23 features");
 
 __device__ __forceinline__ float output_activation(float y) {
 #if NF_SOFTPLUS
@@ -137,12 +141,15 @@ __device__ __forceinline__ int uv_bin(float t) {
     return min(static_cast<int>(floorf(clamped * static_cast<float>(NF_BINS))), NF_BINS - 1);
 }
 
-// The 18 features of gbuffer.md section 2 for the pixel at g (plane stride plane_size) and one light,
-// and the factor rgb * P / (4 pi^2 d^2) its network output is multiplied by.
-__device__ __forceinline__ void pixel_features(const float* __restrict__ g, size_t plane_size,
-                                               const float* __restrict__ light, float camera_x, float camera_y,
-                                               float camera_z, const float* __restrict__ light_pass,
+// The 23 features of gbuffer.md section 2 for the pixel at g (plane stride plane_size) and light k,
+// whose pre-filtered planes start at f, and the factor rgb * P / (4 pi^2 d^2) its network output is
+// multiplied by.
+__device__ __forceinline__ void pixel_features(const float* __restrict__ g, const float* __restrict__ f,
+                                               size_t plane_size, const float* __restrict__ light, int k,
+                                               float camera_x, float camera_y, float camera_z,
                                                float (&x)[kFeatures], float (&factor)[3]) {
+    const float* light_pass = g + (kFixedPlanes + 3 * k) * plane_size;
+    const float* wide_visibility = f + (kFilteredFixed + kFilteredPerLight * k) * plane_size;
     const Vec3 normal = normalize({__ldg(g + 3 * plane_size), __ldg(g + 4 * plane_size), __ldg(g + 5 * plane_size)});
     const Vec3 position = {__ldg(g + 6 * plane_size), __ldg(g + 7 * plane_size), __ldg(g + 8 * plane_size)};
     const Vec3 view = normalize(sub({camera_x, camera_y, camera_z}, position));
@@ -161,7 +168,9 @@ __device__ __forceinline__ void pixel_features(const float* __restrict__ g, size
         l.x, l.y, l.z,
         dot(normal, l), dot(normal, view), dot(normal, h),
         visibility,
-        __ldg(g + 9 * plane_size), __ldg(g + 10 * plane_size), __ldg(g + 11 * plane_size)};
+        __ldg(g + 9 * plane_size), __ldg(g + 10 * plane_size), __ldg(g + 11 * plane_size),
+        __ldg(wide_visibility), __ldg(wide_visibility + plane_size),
+        __ldg(f), __ldg(f + plane_size), __ldg(f + 2 * plane_size)};
 #pragma unroll
     for (int j = 0; j < kFeatures; ++j) x[j] = values[j];
     factor[0] = colour.x * light_scale;
@@ -171,10 +180,11 @@ __device__ __forceinline__ void pixel_features(const float* __restrict__ g, size
 
 }  // namespace nf
 
-// planes [12 + 3L, H, W], lights [L, 8], background [3, H, W] or null, lut [4^B] int32,
-// slots [S, kSlotStride], feature_mean/std [18], out [H, W, 4]; all float32 unless said otherwise.
+// planes [12 + 3L, H, W], filtered [3 + 2L, H, W], lights [L, 8], background [3, H, W] or null,
+// lut [4^B] int32, slots [S, kSlotStride], feature_mean/std [23], out [H, W, 4]; all float32 unless
+// said otherwise.
 extern "C" __global__ void __launch_bounds__(nf::kThreads, NF_MIN_BLOCKS)
-nf_tile_kernel(const float* __restrict__ planes, int height, int width,
+nf_tile_kernel(const float* __restrict__ planes, const float* __restrict__ filtered, int height, int width,
                const float* __restrict__ lights, int n_lights,
                float camera_x, float camera_y, float camera_z,
                const float* __restrict__ background,
@@ -240,8 +250,8 @@ nf_tile_kernel(const float* __restrict__ planes, int height, int width,
     for (int k = 0; k < n_lights; ++k) {
         float x[kFeatures];
         float factor[3];  // rgb * light_scale: what the network's output is multiplied by
-        pixel_features(g, plane_size, lights + k * kLightFields, camera_x, camera_y, camera_z,
-                       g + (kFixedPlanes + 3 * k) * plane_size, x, factor);
+        pixel_features(g, filtered + pixel, plane_size, lights + k * kLightFields, k, camera_x, camera_y, camera_z,
+                       x, factor);
 #pragma unroll
         for (int j = 0; j < kFeatures; ++j) x[j] = (x[j] - s_mean[j]) / s_std[j];
         float f[3];

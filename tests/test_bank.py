@@ -23,12 +23,12 @@ def write_raw(path, bank, meta_changes=(), tensor_changes=()):
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 def test_round_trip(tmp_path, dtype):
-    bank = random_bank(1, KEYS, [18, 16, 8, 3], weights_dtype=dtype, output_activation="softplus")
+    bank = random_bank(1, KEYS, [23, 16, 8, 3], weights_dtype=dtype, output_activation="softplus")
     loaded = load_bank(save_bank(bank, tmp_path / "a.nfbank"))
     assert loaded.slots.dtype == np.dtype(dtype) and loaded.meta == bank.meta
     for name in ("slots", "lut", "lut_seen", "feature_mean", "feature_std"):
         np.testing.assert_array_equal(getattr(loaded, name), getattr(bank, name))
-    assert loaded.layers == [18, 16, 8, 3] and loaded.output_activation == "softplus"
+    assert loaded.layers == [23, 16, 8, 3] and loaded.output_activation == "softplus"
     assert list(tmp_path.iterdir()) == [tmp_path / "a.nfbank"]  # no temporary file left
 
 
@@ -58,14 +58,14 @@ def test_nearest_key_fallback_uses_hamming_distance_then_pixels_then_key():
 
 
 def test_shared_network_fallback():
-    bank = random_bank(2, KEYS, [18, 8, 3], fallback="shared_network")
+    bank = random_bank(2, KEYS, [23, 8, 3], fallback="shared_network")
     shared = bank.meta["fallback"]["slot"]
     assert bank.meta["slot_keys"][shared] == SHARED_SLOT_KEY
     assert bank.lut[KEYS].tolist() == [0, 1, 2] and bank.lut[5 | 5 << 8] == shared and bank.lut[0] == -1
 
 
 def test_refusals_name_the_file(tmp_path):
-    bank = random_bank(3, KEYS, [18, 8, 3])
+    bank = random_bank(3, KEYS, [23, 8, 3])
     good = save_bank(bank, tmp_path / "good.nfbank")
     cases = {
         "missing.nfbank": None,
@@ -76,12 +76,12 @@ def test_refusals_name_the_file(tmp_path):
         if content is not None:
             (tmp_path / name).write_bytes(content)
     bad = {
-        "version": write_raw(tmp_path / "v2.nfbank", bank, {"version": 2}),
+        "version": write_raw(tmp_path / "v1.nfbank", bank, {"version": 1}),
         "feature spec": write_raw(tmp_path / "spec.nfbank", bank, {"feature_spec_version": 99}),
         "shape": write_raw(tmp_path / "shape.nfbank", bank, tensor_changes={"lut": bank.lut[:100]}),
-        "32768": write_raw(tmp_path / "big.nfbank", random_bank(3, KEYS, [18, 8, 3]),
-                           {"layers": [18, 128, 64, 3]},
-                           {"slots": np.zeros((3, slot_size([18, 128, 64, 3])), np.float32)}),
+        "32768": write_raw(tmp_path / "big.nfbank", random_bank(3, KEYS, [23, 8, 3]),
+                           {"layers": [23, 128, 64, 3]},
+                           {"slots": np.zeros((3, slot_size([23, 128, 64, 3])), np.float32)}),
     }
     for name in cases:
         with pytest.raises(BankError, match=name):
@@ -93,9 +93,9 @@ def test_refusals_name_the_file(tmp_path):
 
 
 def test_failed_save_overwrites_nothing(tmp_path):
-    path = save_bank(random_bank(4, KEYS, [18, 8, 3]), tmp_path / "bank.nfbank")
+    path = save_bank(random_bank(4, KEYS, [23, 8, 3]), tmp_path / "bank.nfbank")
     before = path.read_bytes()
-    broken = random_bank(5, KEYS, [18, 8, 3])
+    broken = random_bank(5, KEYS, [23, 8, 3])
     broken.slots[0, 0] = np.nan
     with pytest.raises(BankError, match="bank.nfbank"):
         save_bank(broken, path)

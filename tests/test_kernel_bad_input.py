@@ -10,7 +10,7 @@ from backend.errors import BankError, GBufferError, UserError
 from backend.renderers import get_renderer
 from backend.synthetic import sphere_gbuffer
 
-LAYERS = [18, 16, 3]
+LAYERS = [23, 16, 3]
 
 
 @pytest.fixture(scope="module")
@@ -59,11 +59,11 @@ def test_not_a_gbuffer(renderer):
 
 
 def test_bank_too_large_for_shared_memory():
-    bank = random_bank(0, [3 | 3 << 8], [18, 90, 80, 3])
+    bank = random_bank(0, [3 | 3 << 8], [23, 90, 80, 3])
     for name in ("emulated", "pycuda"):
         with pytest.raises(UserError, match="32768|PyCUDA|CUDA"):
             get_renderer(name, bank)
-    with pytest.raises(BankError, match="36932 bytes.*32768"):
+    with pytest.raises(BankError, match="38732 bytes.*32768"):
         get_renderer("emulated", bank)
 
 

@@ -19,7 +19,7 @@ def bench(*args):
 
 
 def test_bench_prints_ms_per_frame_and_ratio(tmp_path):
-    bank = save_bank(random_bank(0, [3 | 3 << 8, 12 | 48 << 8], [18, 16, 3]), tmp_path / "b.nfbank")
+    bank = save_bank(random_bank(0, [3 | 3 << 8, 12 | 48 << 8], [23, 16, 3]), tmp_path / "b.nfbank")
     result = bench("--bank", bank, "--renderer", "all", "--sizes", "48,40x24", "--lights", "2", "--seconds", "0.05")
     assert result.returncode == 0, result.stderr
     rows = [line.split() for line in result.stdout.splitlines() if line.strip()[:1].isdigit()]
@@ -40,7 +40,7 @@ def test_bench_refuses_bad_sizes():
 
 
 def test_bench_prints_bank_size_and_training_time_to_the_reported_psnr(tmp_path):
-    bank = random_bank(0, [3 | 3 << 8], [18, 16, 3])
+    bank = random_bank(0, [3 | 3 << 8], [23, 16, 3])
     bank.meta["provenance"] = {"device": "cpu", "seconds": 90.0, "best_step": 200, "history": [
         {"step": 100, "loss": 0.01, "val_psnr": 20.0, "seconds": 30.0},
         {"step": 200, "loss": 0.005, "val_psnr": 24.5, "seconds": 61.0},

@@ -9,12 +9,12 @@ import pytest
 from backend.kernel_build import (STATIC_SHARED_LIMIT, KernelBuildError, KernelConfig, build_cubin,
                                   build_emulator, find_nvcc)
 
-DEFAULT = KernelConfig((18, 32, 32, 3))  # the training default (TrainConfig.widths)
+DEFAULT = KernelConfig((23, 32, 32, 3))  # the training default (TrainConfig.widths)
 CASES = [  # the default shape on every architecture; a 64-wide layer takes ~20 s of ptxas, so once
     *[pytest.param(DEFAULT, arch, id=f"default-{arch}") for arch in ("sm_75", "sm_86", "sm_90")],
-    pytest.param(KernelConfig((18, 32, 32, 3), output_activation="softplus", weights_half=True), "sm_86",
+    pytest.param(KernelConfig((23, 32, 32, 3), output_activation="softplus", weights_half=True), "sm_86",
                  id="fp16-softplus-sm_86"),
-    pytest.param(KernelConfig((18, 64, 64, 3)), "sm_90", id="wide-64x64-sm_90", marks=pytest.mark.slow),
+    pytest.param(KernelConfig((23, 64, 64, 3)), "sm_90", id="wide-64x64-sm_90", marks=pytest.mark.slow),
 ]
 
 needs_nvcc = pytest.mark.skipif(find_nvcc() is None, reason="nvcc not found: the ptxas resource check cannot run here")
@@ -32,14 +32,14 @@ def test_no_spills_and_shared_memory_within_static_limit(config, arch):
 
 
 def test_bank_too_large_for_shared_memory_is_refused_before_compiling():
-    too_wide = KernelConfig((18, 90, 80, 3))  # 9233 fp32 values = 36932 bytes > 32 KB
+    too_wide = KernelConfig((23, 90, 80, 3))  # 9683 fp32 values = 38732 bytes > 32 KB
     with pytest.raises(KernelBuildError, match="32768 bytes in shared memory"):
         build_emulator(too_wide)
     with pytest.raises(KernelBuildError, match="1024"):
-        KernelConfig((18, 8, 3), tile_size=33).check_fits()
+        KernelConfig((23, 8, 3), tile_size=33).check_fits()
 
 
 @needs_nvcc
 def test_nvcc_errors_are_reported():
     with pytest.raises(KernelBuildError, match="nvcc failed"):
-        build_cubin(KernelConfig((18, 32, 3)), "sm_1")
+        build_cubin(KernelConfig((23, 32, 3)), "sm_1")

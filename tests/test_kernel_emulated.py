@@ -18,7 +18,7 @@ from backend.renderers import get_renderer
 from backend.synthetic import sphere_gbuffer
 
 RTOL, ATOL = 1e-4, 1e-5
-LAYERS = [18, 32, 32, 3]
+LAYERS = [23, 32, 32, 3]
 
 
 def keys_of(*gbuffers, tile_size=16, bins=8):
@@ -69,17 +69,17 @@ def test_all_background_frames():
     planes = covered.planes.copy()
     planes[0] = 0  # nothing covered: every tile has key 0
     planes[1:] = np.nan  # values of uncovered pixels must be ignored
-    empty = GBuffer(planes, covered.lights, covered.camera_position, covered.background)
+    empty = GBuffer(planes, covered.lights, covered.camera_position, covered.background, focal_px=covered.focal_px)
     frame = get_renderer("emulated", bank).render(empty)
     np.testing.assert_array_equal(frame[..., :3], covered.background.transpose(1, 2, 0))
     assert (frame[..., 3] == 0).all()
-    black = GBuffer(planes, covered.lights, covered.camera_position, None)
+    black = GBuffer(planes, covered.lights, covered.camera_position, None, focal_px=covered.focal_px)
     assert (get_renderer("emulated", bank).render(black) == 0).all()
 
 
 def test_other_tile_size_and_bins():
     g = sphere_gbuffer(30, 45, n_lights=2, seed=9)
-    bank = random_bank(4, keys_of(g, tile_size=8, bins=5), [18, 24, 3], tile_size=8, bins=5,
+    bank = random_bank(4, keys_of(g, tile_size=8, bins=5), [23, 24, 3], tile_size=8, bins=5,
                        output_activation="softplus")
     assert_kernel_matches_torch(bank, g)
 
@@ -123,7 +123,7 @@ def test_key_edge_cases_u_equal_one_and_out_of_range_uv():
     planes[1:3, 3:5, 2:6] = 1.0
     planes[1, :, 16:32], planes[2, :, 16:32] = -0.25, 0.3  # tile 1: u below 0
     planes[1, :, 32:], planes[2, :, 32:] = 1.5, 0.3  # tile 2: u above 1
-    g = GBuffer(planes, g.lights, g.camera_position, g.background)
+    g = GBuffer(planes, g.lights, g.camera_position, g.background, focal_px=g.focal_px)
     right = [(1 << 4 | 1 << 7) | (1 << 4 | 1 << 7) << 8, 1 | 1 << 10, 1 << 7 | 1 << 10]
     wrong = [(1 << 4 | 1) | (1 << 4 | 1) << 8, 1 << 7 | 1 << 10, 1 | 1 << 10]  # wrapped 1.0, swapped clamping
     assert list(gbuffer_tile_keys(g).ravel()) == right

@@ -39,7 +39,7 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(_cuda_problem() is not None, r
 
 def bank_for(*gbuffers, **kwargs):
     keys = np.unique(np.concatenate([gbuffer_tile_keys(g).ravel() for g in gbuffers]))
-    return random_bank(1, keys[keys > 0][::2], [18, 32, 32, 3], **kwargs)
+    return random_bank(1, keys[keys > 0][::2], [23, 32, 32, 3], **kwargs)
 
 
 def torch_device():
@@ -85,7 +85,7 @@ from backend.synthetic import sphere_gbuffer
 for h, w, lights in [(23, 37, 1), (1, 1, 2), (70, 90, 3)]:
     g = sphere_gbuffer(h, w, n_lights=lights, seed=h)
     keys = np.unique(gbuffer_tile_keys(g)); keys = keys[keys > 0]
-    bank = random_bank(0, keys[::2], [18, 32, 32, 3])
+    bank = random_bank(0, keys[::2], [23, 32, 32, 3])
     get_renderer("pycuda", bank).render(g)
     g.background = None
     get_renderer("pycuda", bank).render(g)

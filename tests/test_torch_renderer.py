@@ -16,13 +16,13 @@ from backend.synthetic import sphere_gbuffer
 
 def bank_for(g, activation="exp", every=2, **kwargs):
     keys = np.unique(gbuffer_tile_keys(g))
-    return random_bank(7, keys[keys > 0][::every], [18, 16, 12, 3], output_activation=activation, **kwargs)
+    return random_bank(7, keys[keys > 0][::every], [23, 16, 12, 3], output_activation=activation, **kwargs)
 
 
 def reference_pixel(bank, g, i, j):
     """Radiance of one pixel, in float64 numpy."""
     slot = pixel_tile_map(bank.lut[gbuffer_tile_keys(g, bank.tile_size, bank.bins)], g.height, g.width, bank.tile_size)[i, j]
-    features = compute_features(g).numpy().astype(np.float64)
+    features = compute_features(g, bank.filter_radii).numpy().astype(np.float64)
     scale = light_scale(g).numpy()
     total = np.zeros(3)
     for k in range(g.n_lights):
@@ -59,7 +59,7 @@ def test_lights_add_up():
     singles = []
     for k in range(2):
         planes = np.concatenate([g.planes[:12], g.planes[light_pass_planes(k)]])
-        singles.append(renderer.render(GBuffer(planes, g.lights[k : k + 1], g.camera_position)))
+        singles.append(renderer.render(GBuffer(planes, g.lights[k : k + 1], g.camera_position, focal_px=g.focal_px)))
     covered = g.covered
     np.testing.assert_allclose(both[covered, :3], singles[0][covered, :3] + singles[1][covered, :3], rtol=1e-5)
 

@@ -15,11 +15,14 @@ import torch
 from backend.bank import SHARED_SLOT_KEY, load_bank, slot_size
 from backend.buckets import PixelRecords
 from backend.errors import DatasetError
+from backend.prefilter import FilterRadii
 from backend.training import Problem, TrainConfig, Trainer, companion_path, train
 from backend.stacked_mlp import StackedMLP
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = dict(steps=40, eval_every=20, checkpoint_every=20, batch=64, widths=(16, 16), min_bucket_pixels=64)
+
+RADII = FilterRadii.for_object(1.0)
 
 
 def fast_config(data, out, **changes) -> TrainConfig:
@@ -31,7 +34,7 @@ def test_hash_bank_is_written_deterministic_and_reports_progress(suzanne_dataset
     progress = []
     result = train(fast_config(suzanne_dataset, tmp_path / "a" / "bank.nfbank"), on_progress=progress.append)
     bank = load_bank(result.bank_path)
-    assert bank.kind == "hash_bank" and bank.layers == [18, 16, 16, 3] and not result.cancelled
+    assert bank.kind == "hash_bank" and bank.layers == [23, 16, 16, 3] and not result.cancelled
     assert np.isfinite(result.val_psnr) and result.steps == 40 and result.curve_path.exists()
     assert {p.phase for p in progress} >= {"buckets", "train", "validate", "save", "done"}
     assert progress[-1].step == 40 and progress[-1].total_steps == 40
@@ -51,13 +54,13 @@ def test_networks_train_independently():
     def problem(noise: float) -> Problem:
         rng = np.random.default_rng(0)
         n = 600
-        features = rng.normal(size=(n, 1, 18)).astype(np.float32)
+        features = rng.normal(size=(n, 1, 23)).astype(np.float32)
         target = np.abs(rng.normal(size=(n, 3))).astype(np.float32)
         target[300:] += noise  # only the second bucket's data changes
         records = PixelRecords(np.repeat([3 | 3 << 8, 5 | 5 << 8], 300), features, np.ones((n, 1, 3), np.float32), target)
-        return Problem([3 | 3 << 8, 5 | 5 << 8], torch.tensor([0, 300]), torch.tensor([300, 300]), 32, [18, 8, 3],
+        return Problem([3 | 3 << 8, 5 | 5 << 8], torch.tensor([0, 300]), torch.tensor([300, 300]), 32, [23, 8, 3],
                        torch.from_numpy(features), torch.from_numpy(records.factor), torch.from_numpy(target),
-                       np.zeros(18, np.float32), np.ones(18, np.float32), np.full(3, 0.5))
+                       np.zeros(23, np.float32), np.ones(23, np.float32), np.full(3, 0.5), RADII)
 
     def run(p: Problem) -> np.ndarray:
         generator = torch.Generator().manual_seed(1)
@@ -113,7 +116,7 @@ def test_baselines_same_budget(suzanne_dataset, tmp_path):
     assert cost.layers == bank.layers
     hash_networks = len([k for k in bank.meta["slot_keys"] if k != SHARED_SLOT_KEY]) + 1
     total = hash_networks * slot_size(bank.layers)
-    assert slot_size(params.layers) <= total < slot_size([18, params.layers[1] + 1, params.layers[1] + 1, 3])
+    assert slot_size(params.layers) <= total < slot_size([23, params.layers[1] + 1, params.layers[1] + 1, 3])
     for baseline in (cost, params):
         provenance = baseline.meta["provenance"]
         assert provenance["steps"] == 20 and provenance["batch_per_network"] == 32 * hash_networks
@@ -150,14 +153,14 @@ def test_bucket_store_only_processes_new_samples(suzanne_dataset, tmp_path):
 
     dataset = open_dataset(suzanne_dataset)
     train_ids = dataset.indices("train")
-    store = BucketStore.beside(tmp_path / "bank.nfbank", dataset, 16, 8)
+    store = BucketStore.beside(tmp_path / "bank.nfbank", dataset, 16, 8, RADII)
     assert store.update(train_ids[:3]) == train_ids[:3]
     first = {i: store.sample_path(i).stat().st_mtime_ns for i in train_ids[:3]}
-    reopened = BucketStore.beside(tmp_path / "bank.nfbank", dataset, 16, 8)
+    reopened = BucketStore.beside(tmp_path / "bank.nfbank", dataset, 16, 8, RADII)
     assert reopened.update(train_ids) == train_ids[3:]
     assert all(reopened.sample_path(i).stat().st_mtime_ns == t for i, t in first.items())
     buckets = reopened.load(train_ids)
     assert (np.diff(buckets.records.keys) >= 0).all() and buckets.count.sum() == len(buckets.records)
     total = sum(int(dataset.load_gbuffer(i).covered.sum()) for i in train_ids)
     assert len(buckets.records) == total
-    assert BucketStore.beside(tmp_path / "bank.nfbank", dataset, 8, 8).update(train_ids[:1]) == train_ids[:1]
+    assert BucketStore.beside(tmp_path / "bank.nfbank", dataset, 8, 8, RADII).update(train_ids[:1]) == train_ids[:1]

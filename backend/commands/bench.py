@@ -18,13 +18,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from backend.errors import UserError
+from backend.features import N_FEATURES
 
 HELP = "Print renderer speed figures"
 RENDERER_CHOICES = ("torch", "pycuda", "emulated", "all")
 GPU_SIZES = "512,1920x1080,3840x2160"
 CPU_SIZES = "256,512"
 EMULATED_MAX_PIXELS = 1024 * 1024  # beyond this the CPU emulation takes minutes: skipped under "all"
-DEFAULT_LAYERS = (18, 32, 32, 3)
+DEFAULT_LAYERS = (N_FEATURES, 32, 32, 3)
 FP32_LANES_PER_SM = {(7, 0): 64, (7, 5): 64, (8, 0): 64}  # every later architecture: 128
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from backend.bank import Bank
 from backend.gbuffer import GBuffer
 from backend.kernel_build import build_emulator
-from backend.renderers.kernel_host import check_gbuffer, kernel_bank
+from backend.renderers.kernel_host import check_gbuffer, kernel_bank, kernel_filtered_planes
 
 _FLOATS = ctypes.POINTER(ctypes.c_float)
 
@@ -25,7 +25,7 @@ def _library(path: Path) -> ctypes.CDLL:
     library = ctypes.CDLL(str(path))
     library.nf_emulator_render.restype = ctypes.c_int
     library.nf_emulator_render.argtypes = [
-        _FLOATS, ctypes.c_int, ctypes.c_int, _FLOATS, ctypes.c_int,
+        _FLOATS, _FLOATS, ctypes.c_int, ctypes.c_int, _FLOATS, ctypes.c_int,
         ctypes.c_float, ctypes.c_float, ctypes.c_float, _FLOATS,
         ctypes.POINTER(ctypes.c_int32), ctypes.c_void_p, _FLOATS, _FLOATS, _FLOATS, ctypes.c_int,
     ]
@@ -55,10 +55,11 @@ class EmulatedRenderer:
         """Shaded frame [H, W, 4] float32, as the CUDA kernel computes it."""
         kb = self.kernel_bank
         check_gbuffer(gbuffer, kb.config)
+        filtered = kernel_filtered_planes(gbuffer, kb)
         out = np.empty((gbuffer.height, gbuffer.width, 4), dtype=np.float32)
         camera = gbuffer.camera_position
         status = self.library.nf_emulator_render(
-            _pointer(gbuffer.planes), gbuffer.height, gbuffer.width, _pointer(gbuffer.lights), gbuffer.n_lights,
+            _pointer(gbuffer.planes), _pointer(filtered), gbuffer.height, gbuffer.width, _pointer(gbuffer.lights), gbuffer.n_lights,
             float(camera[0]), float(camera[1]), float(camera[2]), _pointer(gbuffer.background),
             _pointer(kb.lut, ctypes.POINTER(ctypes.c_int32)), kb.slots.ctypes.data, _pointer(kb.feature_mean),
             _pointer(kb.feature_std), _pointer(out), int(self.reverse))

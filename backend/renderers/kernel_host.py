@@ -13,6 +13,7 @@ from backend.bank import Bank, check_bank
 from backend.errors import BankError, GBufferError
 from backend.gbuffer import FIXED_PLANES, LIGHT_FIELDS, PLANES_PER_LIGHT, GBuffer
 from backend.kernel_build import KernelBuildError, KernelConfig
+from backend.prefilter import FilterRadii, filtered_planes
 
 MAX_GRID_Y = 65535  # CUDA's limit on gridDim.y (tile rows)
 
@@ -24,8 +25,9 @@ class KernelBank:
     config: KernelConfig
     slots: np.ndarray  # [S, config.slot_stride] float32 or float16
     lut: np.ndarray  # [4**bins] int32
-    feature_mean: np.ndarray  # [18] float32
-    feature_std: np.ndarray  # [18] float32
+    feature_mean: np.ndarray  # [23] float32
+    feature_std: np.ndarray  # [23] float32
+    filter_radii: FilterRadii  # widths of the pre-filtered planes the host makes per frame
 
 
 def kernel_bank(bank: Bank, weights: str = "bank", min_blocks_per_sm: int = 1) -> KernelBank:
@@ -51,7 +53,12 @@ def kernel_bank(bank: Bank, weights: str = "bank", min_blocks_per_sm: int = 1) -
     slots[:, : config.slot_params] = bank.slots
     return KernelBank(config, slots, np.ascontiguousarray(bank.lut, dtype=np.int32),
                       np.ascontiguousarray(bank.feature_mean, dtype=np.float32),
-                      np.ascontiguousarray(bank.feature_std, dtype=np.float32))
+                      np.ascontiguousarray(bank.feature_std, dtype=np.float32), bank.filter_radii)
+
+
+def kernel_filtered_planes(gbuffer: GBuffer, kb: KernelBank) -> np.ndarray:
+    """The pre-filtered planes [3 + 2L, H, W] the kernel reads (backend.prefilter, made on the CPU)."""
+    return np.ascontiguousarray(filtered_planes(gbuffer, kb.filter_radii).numpy(), dtype=np.float32)
 
 
 def launch_grid(gbuffer: GBuffer, config: KernelConfig) -> tuple[int, int, int]:

@@ -18,7 +18,8 @@ from backend.bank import Bank
 from backend.errors import BankError, UserError
 from backend.gbuffer import GBuffer
 from backend.kernel_build import KERNEL_NAME, build_cubin
-from backend.renderers.kernel_host import check_gbuffer, kernel_bank, launch_grid
+from backend.prefilter import filtered_plane_count
+from backend.renderers.kernel_host import check_gbuffer, kernel_bank, kernel_filtered_planes, launch_grid
 
 _MODULES: dict[tuple[int, str], object] = {}  # (device ordinal, cubin path) -> loaded module
 
@@ -49,6 +50,7 @@ class _FrameBuffers:
     def __init__(self, cuda, gbuffer: GBuffer):
         self.shape = self.shape_of(gbuffer)
         self.planes = cuda.mem_alloc(gbuffer.planes.nbytes)
+        self.filtered = cuda.mem_alloc(filtered_plane_count(gbuffer.n_lights) * gbuffer.height * gbuffer.width * 4)
         self.lights = cuda.mem_alloc(gbuffer.lights.nbytes)
         self.background = None if gbuffer.background is None else cuda.mem_alloc(gbuffer.background.nbytes)
         self.out = cuda.mem_alloc(gbuffer.height * gbuffer.width * 4 * 4)
@@ -58,7 +60,7 @@ class _FrameBuffers:
         return gbuffer.planes.shape, gbuffer.lights.shape, gbuffer.background is not None
 
     def free(self) -> None:
-        for buffer in (self.planes, self.lights, self.background, self.out):
+        for buffer in (self.planes, self.filtered, self.lights, self.background, self.out):
             if buffer is not None:
                 buffer.free()
 
@@ -115,6 +117,7 @@ class PyCudaRenderer:
                     self._frame = None  # not left pointing at freed memory if the allocation below fails
                 self._frame = _FrameBuffers(self.cuda, gbuffer)
             self.cuda.memcpy_htod(self._frame.planes, gbuffer.planes)
+            self.cuda.memcpy_htod(self._frame.filtered, kernel_filtered_planes(gbuffer, self.kernel_bank))
             self.cuda.memcpy_htod(self._frame.lights, gbuffer.lights)
             if gbuffer.background is not None:
                 self.cuda.memcpy_htod(self._frame.background, gbuffer.background)
@@ -128,7 +131,7 @@ class PyCudaRenderer:
         camera = g.camera_position
         with self.active():
             self.kernel(
-                f.planes, np.int32(g.height), np.int32(g.width), f.lights, np.int32(g.n_lights),
+                f.planes, f.filtered, np.int32(g.height), np.int32(g.width), f.lights, np.int32(g.n_lights),
                 np.float32(camera[0]), np.float32(camera[1]), np.float32(camera[2]),
                 f.background if f.background is not None else np.intp(0),
                 self.lut, self.slots, self.feature_mean, self.feature_std, f.out,

@@ -42,7 +42,7 @@ class TorchRenderer:
         t = self.bank.tile_size
         h, w = gbuffer.height, gbuffer.width
         n_ty, n_tx = tile_grid(h, w, t)
-        features, factor = shading_inputs(gbuffer, self.device)  # [L,H,W,F], [L,H,W,3]
+        features, factor = shading_inputs(gbuffer, self.bank.filter_radii, self.device)  # [L,H,W,F], [L,H,W,3]
         x = _to_tiles((features - self.mean) / self.std, n_ty, n_tx, t)  # [n_ty*n_tx, L, T*T, F]
         factor = _to_tiles(factor, n_ty, n_tx, t)
         slots = torch.from_numpy(self.tile_slots(gbuffer).reshape(-1)).to(self.device)
