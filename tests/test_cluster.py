@@ -1,6 +1,6 @@
 """`generate --cluster`: real Ray on 127.0.0.1, real bpy workers, real Cycles, real EXR.
 
-One head with two worker CPUs serves every test (`ray_head`). A cluster dataset must equal a
+One head with two worker CPUs serves every test (`ray_head`, conftest.py). A cluster dataset must equal a
 local run's, survive a kill -9 of a worker mid-sample and of the driver, and bad input must fail
 fast with nothing written.
 """
@@ -44,13 +44,6 @@ def start_driver(*args) -> subprocess.Popen:
 
 def on_cluster(head: RayNode) -> list[str]:
     return ["--cluster", head.address, "--cluster-token-file", head.token_file, "--worker-cpus", "1"]
-
-
-@pytest.fixture(scope="session")
-def ray_head():
-    head = RayNode(num_cpus=2)
-    yield head
-    head.stop()
 
 
 @pytest.fixture(scope="session")

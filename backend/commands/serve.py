@@ -8,6 +8,7 @@ import socket
 from pathlib import Path
 
 from backend.atomic import write_text_atomic
+from backend.commands.generate import cluster_address
 from backend.errors import UserError
 
 HELP = "Run the local HTTP service the Blender add-on talks to"
@@ -30,6 +31,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--parent-pid", type=int, metavar="PID",
                         help="stop (cancelling training) once process PID has gone; the add-on passes "
                              "Blender's, so a killed Blender leaves no service behind")
+    parser.add_argument("--cluster", type=cluster_address, metavar="ADDRESS",
+                        help="Ray cluster (HOST:PORT or local[:N]) that Generate Dataset requests render on; "
+                             "requests cannot name another (docs/cluster.md)")
+    parser.add_argument("--cluster-token-file", type=Path, metavar="FILE", help="the cluster head's auth token")
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -87,6 +92,8 @@ def run(args) -> int:
     extra = {"token": token} if token else {}
     if args.work_dir:
         extra["work_folder"] = args.work_dir
+    if args.cluster:
+        extra.update(cluster=str(args.cluster), cluster_token_file=args.cluster_token_file)
     settings = Settings(host=args.host, port=args.port, allowed_folders=allowed,
                         max_upload_bytes=args.max_upload_mb * 1024 * 1024, **extra)
     write_token_file(args.token_file, settings.token)
