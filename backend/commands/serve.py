@@ -9,6 +9,7 @@ from pathlib import Path
 
 from backend.atomic import write_text_atomic
 from backend.commands.generate import cluster_address
+from backend.commands.argument_types import port_number, positive_int
 from backend.errors import UserError
 
 HELP = "Run the local HTTP service the Blender add-on talks to"
@@ -17,7 +18,7 @@ HELP = "Run the local HTTP service the Blender add-on talks to"
 def add_arguments(parser) -> None:
     parser.add_argument("--host", default="127.0.0.1",
                         help="interface to bind (default 127.0.0.1; reach a remote box through an SSH tunnel)")
-    parser.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
+    parser.add_argument("--port", type=port_number, default=8765, help="port (default 8765; 0 picks a free one)")
     parser.add_argument("--token", help="bearer token clients must send (default: $NEURAL_FACE_TOKEN, "
                                         "else a new random one)")
     parser.add_argument("--token-file", type=Path, default=Path.home() / ".config" / "neural-face" / "token",
@@ -25,7 +26,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--allow", type=Path, action="append", default=[], metavar="DIR",
                         help="folder the service may read and write (repeatable; default the current folder)")
     parser.add_argument("--work-dir", type=Path, help="folder for frames and uploads (default a new temp folder)")
-    parser.add_argument("--max-upload-mb", type=int, default=512, help="largest file upload accepted (MiB)")
+    parser.add_argument("--max-upload-mb", type=positive_int, default=512, help="largest file upload accepted (MiB)")
     parser.add_argument("--ready-file", type=Path,
                         help="write {\"url\", \"pid\"} as JSON here once listening (used by the add-on)")
     parser.add_argument("--parent-pid", type=int, metavar="PID",
