@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 OUT ?= out
 
-.PHONY: setup demo test addon bench bench-dataset bench-preview example clean
+.PHONY: setup demo test addon bench bench-dataset bench-cluster bench-preview example clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,10 @@ addon: setup
 
 bench-dataset: setup
 	$(PY) -m backend bench-dataset
+
+# Local vs a local Ray cluster: overhead ratio, per-sample transfer, driver write rate (docs/cluster.md).
+bench-cluster: setup
+	$(PY) -m backend bench-cluster
 
 bench: setup
 	$(PY) -m backend bench

@@ -21,6 +21,7 @@ COMMANDS = {
     "report": "Write the HTML quality report of a bank against a dataset",
     "bench": "Print renderer speed figures",
     "bench-dataset": "Print dataset generation speed and memory figures",
+    "bench-cluster": "Print local vs local-Ray-cluster dataset generation figures",
     "serve": "Run the local HTTP service the Blender add-on talks to",
     "addon": "Build the installable Blender extension zip",
     "demo": "Generate, train and report on the example face",

@@ -51,3 +51,13 @@ def suzanne_dataset(tmp_path_factory, suzanne_blend) -> Path:
     result = run_backend(*suzanne_generate_args(suzanne_blend, out))
     assert result.returncode == 0, result.stderr[-3000:]
     return out
+
+
+@pytest.fixture(scope="session")
+def ray_head():
+    """One real Ray head on 127.0.0.1 with two worker CPUs and a token, for every cluster test."""
+    from ray_cluster import RayNode
+
+    head = RayNode(num_cpus=2)
+    yield head
+    head.stop()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -50,24 +51,19 @@ def marked_processes(marker: str) -> dict[int, str]:
 
 
 class RayNode:
-    """One `ray start --block` process: the head (address None) or a worker node joining `address`."""
+    """One `ray start --head --block` process: a one-node cluster (Ray refuses a second node on loopback)."""
 
-    def __init__(self, num_cpus: int, head: "RayNode | None" = None, extra_env: dict | None = None,
-                 timeout: float = 60):
+    def __init__(self, num_cpus: int, extra_env: dict | None = None, timeout: float = 60):
         self.marker = tempfile.mkdtemp(prefix="nfray-", dir="/tmp")  # short: Ray's socket paths are limited
-        self.token_file = head.token_file if head else os.path.join(self.marker, "token")
-        if not head:
-            Path(self.token_file).write_text(secrets.token_hex(32))
-        address = head.address if head else None
-        self.port = free_loopback_port()
-        role = ["--address", address] if address else \
-            ["--head", "--port", str(self.port), "--temp-dir", self.marker, "--include-dashboard=false"]
-        command = [RAY, "start", *role, "--node-ip-address", "127.0.0.1", "--num-cpus", str(num_cpus),
-                   "--disable-usage-stats", "--block"]
+        self.token_file = os.path.join(self.marker, "token")
+        Path(self.token_file).write_text(secrets.token_hex(32))
+        port = free_loopback_port()
+        self.address = f"127.0.0.1:{port}"
+        command = [RAY, "start", "--head", "--port", str(port), "--temp-dir", self.marker, "--include-dashboard=false",
+                   "--node-ip-address", "127.0.0.1", "--num-cpus", str(num_cpus), "--disable-usage-stats", "--block"]
         self.log = open(Path(self.marker) / "ray_start.log", "w+")
         self.process = subprocess.Popen(command, env={**ray_env(self.marker, self.token_file), **(extra_env or {})},
                                         stdout=self.log, stderr=subprocess.STDOUT)
-        self.address = address or f"127.0.0.1:{self.port}"
         deadline = time.monotonic() + timeout
         while "This command will now block" not in Path(self.log.name).read_text():
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -92,3 +88,4 @@ class RayNode:
             except ProcessLookupError:
                 pass
         self.log.close()
+        shutil.rmtree(self.marker, ignore_errors=True)

@@ -1,6 +1,6 @@
 """`generate --cluster`: real Ray on 127.0.0.1, real bpy workers, real Cycles, real EXR.
 
-One head with two worker CPUs serves every test (`ray_head`). A cluster dataset must equal a
+One head with two worker CPUs serves every test (`ray_head`, conftest.py). A cluster dataset must equal a
 local run's, survive a kill -9 of a worker mid-sample and of the driver, and bad input must fail
 fast with nothing written.
 """
@@ -44,13 +44,6 @@ def start_driver(*args) -> subprocess.Popen:
 
 def on_cluster(head: RayNode) -> list[str]:
     return ["--cluster", head.address, "--cluster-token-file", head.token_file, "--worker-cpus", "1"]
-
-
-@pytest.fixture(scope="session")
-def ray_head():
-    head = RayNode(num_cpus=2)
-    yield head
-    head.stop()
 
 
 @pytest.fixture(scope="session")
@@ -222,3 +215,58 @@ def test_local_run_never_imports_ray(suzanne_blend, tmp_path):
                              "--resolution", "16", "--gt-samples", "4"], cwd=ROOT, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+FAKE_BPY = """
+# Stands in for the bpy module of a worker node: absent, or of another Blender (the file `mode` says which).
+from pathlib import Path
+
+mode = (Path(__file__).parents[1] / "mode").read_text().strip()
+if mode == "missing":
+    raise ImportError("No module named 'bpy'")
+
+
+class app:
+    version_string = mode
+"""
+
+
+@pytest.fixture
+def odd_cluster(tmp_path):
+    """A second one-node cluster whose workers' Python finds the stand-in bpy first.
+
+    (Ray refuses a second node on a loopback-only cluster, so the odd worker gets a head of its own.)
+    """
+    (tmp_path / "shadow" / "bpy").mkdir(parents=True)
+    (tmp_path / "shadow" / "bpy" / "__init__.py").write_text(FAKE_BPY)
+    head = RayNode(num_cpus=1, extra_env={"PYTHONPATH": str(tmp_path / "shadow")})
+    yield head, tmp_path / "shadow" / "mode"
+    head.stop()
+
+
+@pytest.mark.slow
+def test_worker_without_bpy_or_with_other_blender_is_named_and_nothing_is_written(odd_cluster, suzanne_blend,
+                                                                                    tmp_path):
+    head, mode_file = odd_cluster
+    out = tmp_path / "out"
+    for mode, words in (("missing", ["cannot import bpy", "pip install -e"]),
+                        ("4.2.0", ["has Blender 4.2.0, the driver 5.0.1", "bpy==5.0.1"])):
+        mode_file.write_text(mode)
+        result = run_driver(*generate_args(suzanne_blend, out, samples=2), *on_cluster(head))
+        assert result.returncode == 2, result.stderr[-3000:]
+        last_line = result.stderr.strip().splitlines()[-1]
+        assert last_line.startswith("error: worker on ") and "(127.0.0.1, Ray node " in last_line, last_line
+        assert all(word in last_line for word in words), last_line
+        assert not out.exists()
+
+
+def test_driver_without_the_heads_token_is_refused(ray_head, suzanne_blend, tmp_path):
+    out = tmp_path / "out"
+    start = time.monotonic()
+    result = run_driver(*generate_args(suzanne_blend, out, samples=1), "--cluster", ray_head.address, timeout=90)
+    assert result.returncode == 2
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith(f"error: cannot connect to the Ray cluster at {ray_head.address}"), result.stderr
+    assert "requires an auth token" in last_line and "--cluster-token-file" in last_line
+    assert time.monotonic() - start < 45  # Ray itself retries for 20 s
+    assert not out.exists()

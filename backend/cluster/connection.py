@@ -140,8 +140,13 @@ def connect(address: ClusterAddress, token_file: str | None = None,
         raise UserError(f"the Ray cluster at {address} refused this driver's token ({str(exc).splitlines()[0]}); "
                         "pass the head's token with --cluster-token-file") from None
     except (ConnectionError, RuntimeError) as exc:
-        hint = "" if token_file else "; if its head runs with RAY_AUTH_MODE=token, pass --cluster-token-file"
-        raise UserError(f"cannot connect to the Ray cluster at {address}: {str(exc).splitlines()[0]}{hint}") from None
+        cause = f"{exc} {exc.__cause__}".lower()
+        if "token" in cause or "authentication" in cause:
+            hint = "the head requires an auth token (RAY_AUTH_MODE=token): pass the head's token with " \
+                   "--cluster-token-file (`ray get-auth-token` on the head prints it)"
+        else:
+            hint = f"{str(exc).splitlines()[0]} (is the head's Ray version {ray.__version__}?)"
+        raise UserError(f"cannot connect to the Ray cluster at {address}: {hint}") from None
     finally:
         watchdog.cancel()
     try:

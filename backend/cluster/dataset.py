@@ -34,6 +34,17 @@ class RunStats:
     bytes_received: int = 0
     write_seconds: float = 0.0  # driver time writing files and committing the manifest
     requeued: list[int] = field(default_factory=list)
+    workers: int = 0
+    start_seconds: float = 0.0  # connect, start the workers, load the scene on each
+    render_seconds: float = 0.0  # from the first sample handed out to the last committed
+
+    def summary(self) -> str:
+        per_sample = self.bytes_received / max(self.samples, 1) / 1024
+        writes = self.samples / self.write_seconds if self.write_seconds else float("inf")
+        rate = self.bytes_received / self.write_seconds / 2**20 if self.write_seconds else float("inf")
+        return (f"cluster: {self.samples} samples in {self.render_seconds:.1f} s on {self.workers} workers "
+                f"after a {self.start_seconds:.1f} s start; {per_sample:.0f} KiB received per sample; "
+                f"driver commits {writes:.0f} samples/s ({rate:.0f} MiB/s)")
 
 
 def worker_plan(ray, address: ClusterAddress, worker_cpus: int) -> list[tuple[str | None, int]]:
@@ -208,10 +219,12 @@ def generate_on_cluster(job, address: ClusterAddress, token_file: str | None, wo
 
     scene = pack_scene(job.target)
     expected = expected_worker(job)
+    started = time.perf_counter()
     with connect(address, token_file) as ray:
         pool = WorkerPool(ray, scene, job.settings.to_json(), expected)
         pool.start(worker_plan(ray, address, worker_cpus))
         job.start()  # the first write to the dataset folder
+        start_seconds = time.perf_counter() - started
         with job, progress_bar(job) as bar:
             def on_change(finished: int, live: int) -> None:
                 bar.set_postfix_str(f"workers={live}", refresh=False)
@@ -219,4 +232,6 @@ def generate_on_cluster(job, address: ClusterAddress, token_file: str | None, wo
 
             on_change(0, len(pool.nodes))
             stats = render_samples(ray, pool, job, on_change)
+        stats.workers, stats.start_seconds = len(pool.cpus), start_seconds
+        stats.render_seconds = time.perf_counter() - started - start_seconds
         return stats

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from backend.commands.argument_types import positive_float, positive_int
 from backend.errors import UserError
 from backend.features import N_FEATURES
 
@@ -24,6 +25,7 @@ HELP = "Print renderer speed figures"
 RENDERER_CHOICES = ("torch", "pycuda", "emulated", "all")
 GPU_SIZES = "512,1920x1080,3840x2160"
 CPU_SIZES = "256,512"
+MAX_SIDE = 8192  # 4x the largest default frame; a 64-megapixel G-buffer already takes 4 GB
 EMULATED_MAX_PIXELS = 1024 * 1024  # beyond this the CPU emulation takes minutes: skipped under "all"
 DEFAULT_LAYERS = (N_FEATURES, 32, 32, 3)
 FP32_LANES_PER_SM = {(7, 0): 64, (7, 5): 64, (8, 0): 64}  # every later architecture: 128
@@ -35,8 +37,8 @@ def add_arguments(parser) -> None:
                         help="renderer(s) to time (default all that this machine can run)")
     parser.add_argument("--sizes", help=f"comma-separated N (NxN) or WxH; default {GPU_SIZES} with CUDA, "
                                         f"else {CPU_SIZES}")
-    parser.add_argument("--lights", type=int, default=1, help="lights per frame (default 1)")
-    parser.add_argument("--seconds", type=float, default=1.0, help="time spent per measurement (default 1)")
+    parser.add_argument("--lights", type=positive_int, default=1, help="lights per frame (default 1)")
+    parser.add_argument("--seconds", type=positive_float, default=1.0, help="time spent per measurement (default 1)")
 
 
 def parse_sizes(text: str) -> list[tuple[int, int]]:
@@ -48,8 +50,8 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
             w, h = (int(parts[0]), int(parts[0])) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
         except (ValueError, IndexError):
             raise UserError(f"--sizes: {item!r} is not N or WxH") from None
-        if w < 1 or h < 1 or len(parts) > 2:
-            raise UserError(f"--sizes: {item!r} is not a positive N or WxH")
+        if not (1 <= w <= MAX_SIDE and 1 <= h <= MAX_SIDE) or len(parts) > 2:
+            raise UserError(f"--sizes: {item!r} is not a positive N or WxH of 1..{MAX_SIDE} pixels a side")
         sizes.append((w, h))
     return sizes
 
@@ -225,8 +227,6 @@ def run(args) -> int:
     from backend.bank import bank_summary, load_bank
     from backend.synthetic import sphere_gbuffer
 
-    if args.lights < 1:
-        raise UserError("--lights must be at least 1")
     has_cuda = pycuda_available() or torch_device() == "cuda"
     sizes = parse_sizes(args.sizes or (GPU_SIZES if has_cuda else CPU_SIZES))
     names = ["torch", "pycuda", "emulated"] if args.renderer == "all" else [args.renderer]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -30,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--object", default="", help="target mesh name (default: the largest mesh)")
     parser.add_argument("--front-axis", default="-Y", help="axis the face looks along (default -Y)")
     parser.add_argument("--overwrite", action="store_true", help="replace a different dataset in --out")
+    parser.add_argument("--settings-file", metavar="FILE",
+                        help="dataset settings as JSON, in manifest.json's \"settings\" form (the add-on sends "
+                             "its panel's this way); replaces the setting options above")
     cluster = parser.add_argument_group("Ray cluster (docs/cluster.md)")
     cluster.add_argument("--cluster", type=cluster_address, metavar="ADDRESS",
                          help="render on the Ray cluster at HOST:PORT (as `ray start --head` prints it), "
@@ -110,6 +114,16 @@ def quiet_stdout():
 
 
 def settings_from_args(args, addon):
+    if args.settings_file:
+        try:
+            with open(args.settings_file) as stream:
+                data = json.load(stream)
+            return addon.dataset_settings.DatasetSettings.from_json({**data, "scene": os.path.abspath(args.scene)})
+        except (OSError, ValueError, TypeError) as exc:
+            raise UserError(f"settings file {args.settings_file!r} is unusable ({exc}); write it as "
+                            "manifest.json's \"settings\" object") from None
+        except addon.errors.InputError as exc:
+            raise UserError(f"settings file {args.settings_file!r}: {exc}") from None
     optional = {"light_radius": args.light_radius} if args.light_radius is not None else {}
     return addon.dataset_settings.DatasetSettings(**optional,
         scene=os.path.abspath(args.scene), object=args.object, resolution=args.resolution,
@@ -126,7 +140,7 @@ def prepare_job(args, addon):
             addon.scene_setup.load_scene_file(args.scene)
         import bpy
 
-        target = addon.scene_setup.find_target(bpy.context.scene, args.object)
+        target = addon.scene_setup.find_target(bpy.context.scene, settings.object)
         settings.object = target.name
         job = addon.dataset_job.DatasetJob(settings, target, args.out, overwrite=args.overwrite)
         job.check()
@@ -151,6 +165,7 @@ def run(args) -> int:
         stats = generate_on_cluster(job, args.cluster, args.cluster_token_file, args.worker_cpus, progress_bar)
         if stats.requeued:
             print(f"rendered again after their worker was lost: samples {sorted(stats.requeued)}", file=sys.stderr)
+        print(stats.summary(), file=sys.stderr)
         print(f"dataset: {job.manifest_path} ({job.done_count} samples)")
         return 0
     with job:

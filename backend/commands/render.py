@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from backend.commands.argument_types import torch_device
+
 HELP = "Shade a G-buffer with a weight bank"
 
 
@@ -11,7 +13,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", required=True, help="output image, .exr (linear) or .png (sRGB)")
     parser.add_argument("--overwrite", action="store_true", help="replace --out even if no render wrote it")
     parser.add_argument("--renderer", default="torch", help="torch (the reference), pycuda, emulated or auto")
-    parser.add_argument("--device", help="torch device for the torch renderer (cpu or cuda)")
+    parser.add_argument("--device", type=torch_device, help="torch device for the torch renderer (cpu or cuda)")
     parser.add_argument("--background", default="auto",
                         help="auto (the sample's ground truth if next to it, else grey), R,G,B or an EXR")
 

@@ -8,6 +8,8 @@ import socket
 from pathlib import Path
 
 from backend.atomic import write_text_atomic
+from backend.commands.generate import cluster_address
+from backend.commands.argument_types import port_number, positive_int
 from backend.errors import UserError
 
 HELP = "Run the local HTTP service the Blender add-on talks to"
@@ -16,7 +18,7 @@ HELP = "Run the local HTTP service the Blender add-on talks to"
 def add_arguments(parser) -> None:
     parser.add_argument("--host", default="127.0.0.1",
                         help="interface to bind (default 127.0.0.1; reach a remote box through an SSH tunnel)")
-    parser.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
+    parser.add_argument("--port", type=port_number, default=8765, help="port (default 8765; 0 picks a free one)")
     parser.add_argument("--token", help="bearer token clients must send (default: $NEURAL_FACE_TOKEN, "
                                         "else a new random one)")
     parser.add_argument("--token-file", type=Path, default=Path.home() / ".config" / "neural-face" / "token",
@@ -24,12 +26,16 @@ def add_arguments(parser) -> None:
     parser.add_argument("--allow", type=Path, action="append", default=[], metavar="DIR",
                         help="folder the service may read and write (repeatable; default the current folder)")
     parser.add_argument("--work-dir", type=Path, help="folder for frames and uploads (default a new temp folder)")
-    parser.add_argument("--max-upload-mb", type=int, default=512, help="largest file upload accepted (MiB)")
+    parser.add_argument("--max-upload-mb", type=positive_int, default=512, help="largest file upload accepted (MiB)")
     parser.add_argument("--ready-file", type=Path,
                         help="write {\"url\", \"pid\"} as JSON here once listening (used by the add-on)")
     parser.add_argument("--parent-pid", type=int, metavar="PID",
                         help="stop (cancelling training) once process PID has gone; the add-on passes "
                              "Blender's, so a killed Blender leaves no service behind")
+    parser.add_argument("--cluster", type=cluster_address, metavar="ADDRESS",
+                        help="Ray cluster (HOST:PORT or local[:N]) that Generate Dataset requests render on; "
+                             "requests cannot name another (docs/cluster.md)")
+    parser.add_argument("--cluster-token-file", type=Path, metavar="FILE", help="the cluster head's auth token")
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -87,6 +93,8 @@ def run(args) -> int:
     extra = {"token": token} if token else {}
     if args.work_dir:
         extra["work_folder"] = args.work_dir
+    if args.cluster:
+        extra.update(cluster=str(args.cluster), cluster_token_file=args.cluster_token_file)
     settings = Settings(host=args.host, port=args.port, allowed_folders=allowed,
                         max_upload_bytes=args.max_upload_mb * 1024 * 1024, **extra)
     write_token_file(args.token_file, settings.token)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from backend.commands.argument_types import non_negative_int, positive_float, positive_int, torch_device
 from backend.training import KINDS, LOSS_SPACES, TrainConfig, companion_path, train
 
 HELP = "Train one network per tile-hash bucket and write a weight bank"
@@ -24,18 +25,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="dataset folder (python -m backend generate)")
     parser.add_argument("--out", required=True, help="weight bank to write, e.g. out/face.nfbank")
     budget = parser.add_mutually_exclusive_group()
-    budget.add_argument("--steps", type=int, help="training steps (default 2000)")
-    budget.add_argument("--minutes", type=float, help="wall-clock budget per model instead of steps")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    budget.add_argument("--steps", type=positive_int, help="training steps (default 2000)")
+    budget.add_argument("--minutes", type=positive_float, help="wall-clock budget per model instead of steps")
+    parser.add_argument("--device", type=torch_device, default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint next to --out")
     parser.add_argument("--overwrite", action="store_true", help="replace --out even if it is not a weight bank")
     parser.add_argument("--widths", type=widths, default=(32, 32), help="hidden layer widths (default 32,32)")
-    parser.add_argument("--lr", type=float, default=5e-3)
-    parser.add_argument("--batch", type=int, default=256, help="pixels per bucket per step (default 256)")
-    parser.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints")
-    parser.add_argument("--eval-every", type=int, default=100, help="steps between validation renders")
-    parser.add_argument("--patience", type=int, default=8, help="evaluations without gain before stopping (0: never)")
+    parser.add_argument("--lr", type=positive_float, default=5e-3)
+    parser.add_argument("--batch", type=positive_int, default=256, help="pixels per bucket per step (default 256)")
+    parser.add_argument("--checkpoint-every", type=positive_int, default=200, help="steps between checkpoints")
+    parser.add_argument("--eval-every", type=positive_int, default=100, help="steps between validation renders")
+    parser.add_argument("--patience", type=non_negative_int, default=8, help="evaluations without gain before stopping (0: never)")
     parser.add_argument("--kind", choices=KINDS, default="hash_bank", help="model to train (default hash_bank)")
     parser.add_argument("--baselines", action="store_true",
                         help="also train both single-network baselines on the same data and budget "
@@ -43,9 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loss-space", choices=LOSS_SPACES, default="tonemap")
     parser.add_argument("--output-activation", choices=("exp", "softplus"), default="exp")
     parser.add_argument("--fallback", choices=("auto", "nearest_key", "shared_network"), default="auto")
-    parser.add_argument("--min-bucket-pixels", type=int,
+    parser.add_argument("--min-bucket-pixels", type=non_negative_int,
                         help="pixels a key needs for a network of its own (default 0.25%% of the training pixels)")
-    parser.add_argument("--tile-size", type=int, default=16)
+    parser.add_argument("--tile-size", type=positive_int, default=16)
     parser.add_argument("--bins", type=int, default=8)
 
 

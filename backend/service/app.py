@@ -24,9 +24,10 @@ from backend import __version__
 from backend.atomic import atomic_open, write_bytes_atomic
 from backend.errors import UserError
 from backend.outputs import BANK, FRAME, REPORT, check_output
+from backend.service.dataset_jobs import GenerateJob
 from backend.service.jobs import JobConflict, Jobs, TrainingJob
 from backend.service.schemas import (
-    ErrorBody, Health, JobStatus, RenderRequest, RenderResult, StoredFile, TrainRequest,
+    DatasetRequest, DatasetStatus, ErrorBody, Health, JobStatus, RenderRequest, RenderResult, StoredFile, TrainRequest,
 )
 from backend.service.security import PathRefused, TokenMiddleware, confine
 from backend.service.settings import Settings
@@ -43,9 +44,13 @@ class NotFound(Exception):
     """A file or job the request names does not exist (answered with 404)."""
 
 
+class NotConfigured(Exception):
+    """The request needs what this service was not started with, e.g. a Ray cluster (answered with 409)."""
+
+
 def _errors(*codes: int) -> dict:
     described = {401: "missing or wrong token", 403: "path outside the allowed folders", 404: "not found",
-                 409: "conflicts with a running job", 413: "request too large",
+                 409: "conflicts with a running job or with how the service was started", 413: "request too large",
                  422: "malformed or unusable input"}
     documented = {code: {"model": ErrorBody, "description": described[code]} for code in (401, 422, *codes)}
     return {**documented, 413: {"description": described[413]}}
@@ -83,18 +88,30 @@ def _write_frame(frame: np.ndarray, out: Path) -> None:
         np.save(stream, np.ascontiguousarray(frame, dtype=np.float32))
 
 
+def _same_cluster(address: str) -> str:
+    """The canonical form of a cluster address (`local` is `local:1`), as `serve --cluster` keeps it."""
+    from backend.cluster.connection import parse_address
+
+    try:
+        return str(parse_address(address))
+    except ValueError:
+        return address  # not an address at all: it differs from the service's
+
+
 def create_app(settings: Settings) -> FastAPI:
     jobs = Jobs()
+    dataset_jobs = Jobs()  # one dataset job at a time, beside one training job
     renderers = RendererCache()
     settings.files_folder.mkdir(parents=True, exist_ok=True)
 
     @asynccontextmanager
     async def lifespan(app):
         yield
-        for job in await asyncio.to_thread(jobs.cancel_all, JOB_STOP_WAIT_S):
-            outcome = job.state if job.state not in ("running", "reporting") else \
-                f"still {job.state} after {JOB_STOP_WAIT_S:.0f} s, abandoned"
-            print(f"training job {job.id} stopped with the service: {outcome}", flush=True)
+        for job_list in (jobs, dataset_jobs):
+            for job in await asyncio.to_thread(job_list.cancel_all, JOB_STOP_WAIT_S):
+                outcome = job.state if job.state not in ("running", "reporting") else \
+                    f"still {job.state} after {JOB_STOP_WAIT_S:.0f} s, abandoned"
+                print(f"{job.KIND} job {job.id} stopped with the service: {outcome}", flush=True)
         if settings.temporary_work_folder:
             shutil.rmtree(settings.work_folder, ignore_errors=True)
 
@@ -110,6 +127,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(PathRefused, lambda req, exc: detail(403, exc))
     app.add_exception_handler(NotFound, lambda req, exc: detail(404, exc))
     app.add_exception_handler(JobConflict, lambda req, exc: detail(409, exc))
+    app.add_exception_handler(NotConfigured, lambda req, exc: detail(409, exc))
     app.add_exception_handler(UserError, lambda req, exc: detail(422, exc))
 
     @app.exception_handler(RequestValidationError)
@@ -134,10 +152,10 @@ def create_app(settings: Settings) -> FastAPI:
         job = jobs.start(TrainingJob(dataset=dataset, bank=bank, report_dir=report_dir, steps=request.steps))
         return job.status()
 
-    def _job(job_id: str) -> TrainingJob:
-        job = jobs.get(job_id)
+    def _job(job_id: str, job_list: Jobs = jobs):
+        job = job_list.get(job_id)
         if job is None:
-            raise NotFound(f"no training job {job_id!r}")
+            raise NotFound(f"no {'training' if job_list is jobs else 'dataset'} job {job_id!r}")
         return job
 
     @app.get("/train/{job_id}", response_model=JobStatus, responses=_errors(404))
@@ -149,6 +167,33 @@ def create_app(settings: Settings) -> FastAPI:
         """Stop the job: training at its next step (no bank is written), the report at its next stage
         (the bank is kept, no report is written). A finished job stays as it is."""
         job = _job(job_id)
+        job.stop.set()
+        return job.status()
+
+    @app.post("/dataset", response_model=DatasetStatus, status_code=202, responses=_errors(403, 404, 409))
+    def start_dataset(request: DatasetRequest):
+        """Generate Dataset on the service's Ray cluster (`serve --cluster`); resumes a partial dataset."""
+        if not settings.cluster:
+            raise NotConfigured("this service has no Ray cluster; start it with `python -m backend serve "
+                                "--cluster HOST:PORT` (docs/cluster.md), or generate the dataset in Blender")
+        if request.cluster and _same_cluster(request.cluster) != settings.cluster:
+            raise NotConfigured(f"this service renders on the cluster at {settings.cluster}, not {request.cluster}; "
+                                "set that address in the add-on's preferences or restart the service")
+        scene = _existing(request.scene, settings, "scene file")
+        out = confine(request.out, settings)
+        job = GenerateJob(scene=scene, out=out, settings=request.settings, cluster=settings.cluster,
+                          token_file=settings.cluster_token_file, work_folder=settings.work_folder,
+                          overwrite=request.overwrite)
+        return dataset_jobs.start(job).status()
+
+    @app.get("/dataset/{job_id}", response_model=DatasetStatus, responses=_errors(404))
+    def dataset_status(job_id: str = PathParam(max_length=64)):
+        return _job(job_id, dataset_jobs).status()
+
+    @app.post("/dataset/{job_id}/cancel", response_model=DatasetStatus, responses=_errors(404))
+    def cancel_dataset(job_id: str = PathParam(max_length=64)):
+        """Stop handing out samples; the finished ones stay in the dataset, and a new job resumes it."""
+        job = _job(job_id, dataset_jobs)
         job.stop.set()
         return job.status()
 

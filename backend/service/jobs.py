@@ -23,6 +23,7 @@ class JobConflict(Exception):
 
 @dataclass
 class TrainingJob:
+    KIND = "training"
     dataset: Path
     bank: Path
     report_dir: Path
@@ -90,7 +91,7 @@ class Jobs:
         with self._lock:
             busy = [j for j in self._jobs.values() if j.state in ("running", "reporting")]
             if busy:
-                raise JobConflict(f"training job {busy[0].id} is still running; cancel it or wait")
+                raise JobConflict(f"{busy[0].KIND} job {busy[0].id} is still running; cancel it or wait")
             self._jobs[job.id] = job
             thread = self._threads[job.id] = threading.Thread(target=job.run, name=f"train-{job.id}", daemon=True)
             thread.start()

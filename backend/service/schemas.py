@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -35,6 +35,27 @@ class TrainRequest(Strict):
                                    description="folder of the HTML report; default BANK_report next to the bank")
     steps: int | None = Field(None, ge=1, le=10_000_000, description="training steps; default the trainer's")
     overwrite: bool = Field(False, description="replace bank and report_dir even if this project did not write them")
+
+
+class DatasetRequest(Strict):
+    scene: str = Field(min_length=1, max_length=4096, pattern=ABSOLUTE_PATH,
+                       description="the .blend (or .obj) to render, inside the allowed folders")
+    out: str = Field(min_length=1, max_length=4096, pattern=ABSOLUTE_PATH,
+                     description="dataset folder: created, or resumed when it holds this dataset")
+    settings: dict[str, Any] = Field(description="dataset settings, in manifest.json's \"settings\" form")
+    cluster: str | None = Field(None, max_length=300,
+                                description="the cluster the client expects; must be the service's own")
+    overwrite: bool = Field(False, description="replace a different dataset in out")
+
+
+class DatasetStatus(BaseModel):
+    id: str
+    state: Literal["running", "done", "failed", "cancelled"]
+    dataset: str
+    done: int = Field(description="samples committed to the manifest, those of earlier runs included")
+    total: int
+    workers: int = Field(description="live cluster workers")
+    error: str | None = Field(description="why the job failed, or what a cancelled job kept")
 
 
 class Progress(BaseModel):

@@ -22,6 +22,9 @@ class Settings:
     # temporary folder, removed when the service stops.
     work_folder: Path | None = None
     max_json_bytes: int = 64 * 1024
+    # The Ray cluster Generate Dataset requests render on (docs/cluster.md); None: the service renders none.
+    cluster: str | None = None
+    cluster_token_file: Path | None = None
     max_upload_bytes: int = 512 * 1024 * 1024
 
     def __post_init__(self) -> None:

@@ -1,0 +1,55 @@
+"""argparse types for the commands' numbers and devices: a bad value is refused by argparse with one
+line naming the option, before a command loads anything or writes a byte."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+MAX_PORT = 65535
+
+
+def positive_int(text: str) -> int:
+    value = _number(text, int)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive whole number")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = _number(text, int)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = _number(text, float)
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive finite number")
+    return value
+
+
+def port_number(text: str) -> int:
+    value = _number(text, int)
+    if not 0 <= value <= MAX_PORT:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0..{MAX_PORT} (0 picks a free port)")
+    return value
+
+
+def torch_device(text: str) -> str:
+    """A device string torch understands (cpu, cuda, cuda:1, ...); whether it is there is checked later."""
+    import torch
+
+    try:
+        torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a torch device; use cpu or cuda") from None
+    return text
+
+
+def _number(text: str, kind: type):
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number") from None

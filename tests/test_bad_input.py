@@ -1,0 +1,221 @@
+"""Every command against the bad input a new user types, through the real command line.
+
+One table: command line, the fragment its one-line error must hold. Every case must exit non-zero
+with exactly one `error:` line holding the fragment, no traceback, and leave every file and folder
+of the workspace and of the dataset exactly as it was (nothing written, nothing replaced).
+Placeholders in the arguments name the workspace's files (see `workspace`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backend.bank import random_bank, save_bank
+from backend.dataset import open_dataset
+from backend.hashing import gbuffer_tile_keys
+from conftest import run_backend
+
+UNWRITABLE = "/sys/neural-face-test"  # a folder nobody, root included, may create files in
+
+RENDER = ["render", "--bank", "{bank}", "--gbuffer", "{gbuffer}", "--out", "{ws}/new.png"]
+TRAIN = ["train", "--data", "{dataset}", "--out", "{ws}/new.nfbank", "--steps", "1"]
+REPORT = ["report", "--bank", "{bank}", "--data", "{dataset}", "--out", "{ws}/new_report"]
+BENCH = ["bench", "--renderer", "torch", "--sizes", "16", "--seconds", "0.01"]
+GENERATE = ["generate", "--scene", "{scene}", "--out", "{ws}/new_dataset", "--samples", "1", "--resolution", "16"]
+BENCH_DATASET = ["bench-dataset", "--scene", "{scene}", "--samples", "1", "--resolution", "16"]
+SERVE = ["serve", "--port", "0", "--token-file", "{ws}/new_token", "--work-dir", "{ws}/new_work"]
+
+
+def changed(args: list[str], option: str, value: str) -> list[str]:
+    """`args` with `option`'s value replaced, or the option appended when it is not there."""
+    args = list(args)
+    if option in args:
+        args[args.index(option) + 1] = value
+        return args
+    return [*args, option, value]
+
+
+CASES = {
+    # render: the bank
+    "render bank missing": (changed(RENDER, "--bank", "{ws}/missing.nfbank"), "missing.nfbank"),
+    "render bank empty": (changed(RENDER, "--bank", "{empty}"), "truncated"),
+    "render bank truncated": (changed(RENDER, "--bank", "{truncated_bank}"), "truncated_bank.nfbank"),
+    "render bank foreign safetensors": (changed(RENDER, "--bank", "{foreign_safetensors}"),
+                                        "not a readable neural face weight bank"),
+    "render bank a text file": (changed(RENDER, "--bank", "{notes}"), "not a safetensors file"),
+    "render bank a folder": (changed(RENDER, "--bank", "{photos}"), "is a directory"),
+    # render: the G-buffer
+    "render gbuffer missing": (changed(RENDER, "--gbuffer", "{ws}/missing.gbuffer.exr"), "does not exist"),
+    "render ground truth as gbuffer": (changed(RENDER, "--gbuffer", "{gt_as_gbuffer}"), "gt_as.gbuffer.exr"),
+    "render gbuffer truncated": (changed(RENDER, "--gbuffer", "{truncated_gbuffer}"), "truncated.gbuffer.exr"),
+    "render gbuffer empty": (changed(RENDER, "--gbuffer", "{empty_gbuffer}"), "empty.gbuffer.exr"),
+    "render gbuffer a folder": (changed(RENDER, "--gbuffer", "{photos}"), "photos"),
+    # render: the output and the options
+    "render out a foreign png": (changed(RENDER, "--out", "{holiday_png}"), "did not write"),
+    "render out a folder": (changed(RENDER, "--out", "{folder_png}"), "is a folder"),
+    "render out unwritable": (changed(RENDER, "--out", UNWRITABLE + "/frame.png"), "not writable"),
+    "render out under a file": (changed(RENDER, "--out", "{notes}/frame.png"), "is a file, not a folder"),
+    "render out of another type": (changed(RENDER, "--out", "{ws}/new.jpg"), ".exr or .png"),
+    "render background not a colour": (changed(RENDER, "--background", "grey"), "background"),
+    "render background two values": (changed(RENDER, "--background", "0.1,0.2"), "background"),
+    "render background missing exr": (changed(RENDER, "--background", "{ws}/missing.exr"), "missing.exr"),
+    "render renderer unknown": (changed(RENDER, "--renderer", "optix"), "optix"),
+    "render device unknown": (changed(RENDER, "--device", "gpu"), "gpu"),
+    # train: the dataset
+    "train data missing": (changed(TRAIN, "--data", "{ws}/missing_dataset"), "does not exist"),
+    "train data an empty folder": (changed(TRAIN, "--data", "{empty_dir}"), "generate a dataset first"),
+    "train data a file": (changed(TRAIN, "--data", "{notes}"), "notes.txt"),
+    "train data truncated manifest": (changed(TRAIN, "--data", "{broken_dataset}"), "unreadable manifest"),
+    # train: the output
+    "train out a foreign file": (changed(TRAIN, "--out", "{notes}"), "did not write"),
+    "train out an empty file": (changed(TRAIN, "--out", "{empty}"), "did not write"),
+    "train out foreign safetensors": (changed(TRAIN, "--out", "{foreign_safetensors}"), "did not write"),
+    "train out a folder": (changed(TRAIN, "--out", "{photos}"), "is a folder"),
+    "train out unwritable": (changed(TRAIN, "--out", UNWRITABLE + "/bank.nfbank"), "not writable"),
+    "train baseline out a foreign file": ([*changed(TRAIN, "--out", "{ws}/taken.nfbank"), "--baselines"],
+                                          "taken.single_cost.nfbank"),
+    # train: the values
+    "train steps zero": (changed(TRAIN, "--steps", "0"), "positive"),
+    "train steps negative": (changed(TRAIN, "--steps", "-5"), "positive"),
+    "train steps not a number": (changed(TRAIN, "--steps", "many"), "many"),
+    "train minutes zero": ([*TRAIN[:-2], "--minutes", "0"], "positive"),
+    "train lr zero": (changed(TRAIN, "--lr", "0"), "--lr"),
+    "train lr not finite": (changed(TRAIN, "--lr", "nan"), "--lr"),
+    "train batch zero": (changed(TRAIN, "--batch", "0"), "positive"),
+    "train widths zero": (changed(TRAIN, "--widths", "32,0"), "positive"),
+    "train widths not numbers": (changed(TRAIN, "--widths", "wide"), "comma-separated"),
+    "train bins absurd": (changed(TRAIN, "--bins", "40"), "bins 40"),
+    "train tile size zero": (changed(TRAIN, "--tile-size", "0"), "--tile-size"),
+    "train eval interval zero": (changed(TRAIN, "--eval-every", "0"), "positive"),
+    "train patience negative": (changed(TRAIN, "--patience", "-1"), "--patience"),
+    "train min bucket pixels negative": (changed(TRAIN, "--min-bucket-pixels", "-10"), "--min-bucket-pixels"),
+    "train device unknown": (changed(TRAIN, "--device", "gpu"), "gpu"),
+    # report
+    "report out a file": (changed(REPORT, "--out", "{notes}"), "is a file"),
+    "report out a foreign folder": (changed(REPORT, "--out", "{photos}"), "did not write"),
+    "report out unwritable": (changed(REPORT, "--out", UNWRITABLE + "/report"), "not writable"),
+    "report bank foreign safetensors": (changed(REPORT, "--bank", "{foreign_safetensors}"),
+                                        "not a readable neural face weight bank"),
+    "report data missing": (changed(REPORT, "--data", "{ws}/missing_dataset"), "does not exist"),
+    "report data a file": (changed(REPORT, "--data", "{notes}"), "notes.txt"),
+    "report renderer unknown": (changed(REPORT, "--renderer", "optix"), "optix"),
+    # bench
+    "bench bank missing": (changed(BENCH, "--bank", "{ws}/missing.nfbank"), "missing.nfbank"),
+    "bench bank foreign safetensors": (changed(BENCH, "--bank", "{foreign_safetensors}"),
+                                       "not a readable neural face weight bank"),
+    "bench size zero": (changed(BENCH, "--sizes", "0"), "positive"),
+    "bench size not a size": (changed(BENCH, "--sizes", "big"), "big"),
+    "bench size absurd": (changed(BENCH, "--sizes", "100000x100000"), "100000x100000"),
+    "bench seconds negative": (changed(BENCH, "--seconds", "-1"), "--seconds"),
+    "bench seconds zero": (changed(BENCH, "--seconds", "0"), "--seconds"),
+    "bench lights zero": (changed(BENCH, "--lights", "0"), "lights"),
+    "bench renderer unknown": (changed(BENCH, "--renderer", "optix"), "optix"),
+    # generate (the Blender ones are slower: a few)
+    "generate out a foreign file": (changed(GENERATE, "--out", "{notes}"), "not a folder"),
+    "generate samples zero": (changed(GENERATE, "--samples", "0"), "samples"),
+    "generate samples not a number": (changed(GENERATE, "--samples", "ten"), "ten"),
+    "generate scene a folder": (changed(GENERATE, "--scene", "{photos}"), "photos"),
+    "generate scene empty": (changed(GENERATE, "--scene", "{empty_blend}"), "empty.blend"),
+    "bench-dataset samples zero": (changed(BENCH_DATASET, "--samples", "0"), "samples"),
+    "bench-dataset resolution negative": (changed(BENCH_DATASET, "--resolution", "-16"), "resolution"),
+    "bench-cluster samples zero": (["bench-cluster", "--scene", "{scene}", "--samples", "0"], "samples"),
+    # serve
+    "serve port negative": (changed(SERVE, "--port", "-1"), "--port"),
+    "serve port absurd": (changed(SERVE, "--port", "70000"), "--port"),
+    "serve allow missing": (changed(SERVE, "--allow", "{ws}/missing_folder"), "missing_folder"),
+    "serve work dir a file": (changed(SERVE, "--work-dir", "{notes}"), "notes.txt"),
+    "serve upload limit zero": (changed(SERVE, "--max-upload-mb", "0"), "--max-upload-mb"),
+    "serve parent pid zero": (changed(SERVE, "--parent-pid", "0"), "--parent-pid"),
+    # the rest
+    "addon out a file": (["addon", "--out", "{notes}"], "notes.txt"),
+    "example cache a file": (["example", "--cache", "{notes}"], "notes.txt"),
+}
+
+
+@pytest.fixture(scope="module")
+def workspace(suzanne_dataset, suzanne_blend, tmp_path_factory) -> dict[str, str]:
+    """Real files of every kind a user could pass by mistake, and the placeholders naming them."""
+    ws = tmp_path_factory.mktemp("bad_input")
+    dataset = open_dataset(suzanne_dataset)
+    index = dataset.indices("test")[0]
+    record = dataset.record(index)
+    gbuffer = suzanne_dataset / record["gbuffer"]
+    keys = np.unique(gbuffer_tile_keys(dataset.load_gbuffer(index)))
+    bank = save_bank(random_bank(5, keys[keys > 0], [18, 8, 3]), ws / "bank.nfbank")
+
+    def sample_copy(name: str, data: bytes) -> Path:
+        """A G-buffer-named file with the sample's record beside it, so only its content is wrong."""
+        target = ws / f"{name}.gbuffer.exr"
+        target.write_bytes(data)
+        (ws / f"{name}.json").write_text(json.dumps(record))
+        return target
+
+    from safetensors.numpy import save
+
+    paths = {
+        "ws": ws, "dataset": suzanne_dataset, "scene": suzanne_blend, "bank": bank,
+        "gbuffer": sample_copy("good", gbuffer.read_bytes()),
+        "gt_as_gbuffer": sample_copy("gt_as", (suzanne_dataset / record["ground_truth"]).read_bytes()),
+        "truncated_gbuffer": sample_copy("truncated", gbuffer.read_bytes()[:3000]),
+        "empty_gbuffer": sample_copy("empty", b""),
+        "truncated_bank": ws / "truncated_bank.nfbank", "foreign_safetensors": ws / "weights.safetensors",
+        "empty": ws / "empty.nfbank", "notes": ws / "notes.txt", "holiday_png": ws / "holiday.png",
+        "photos": ws / "photos", "folder_png": ws / "folder.png", "empty_dir": ws / "empty_folder",
+        "broken_dataset": ws / "broken_dataset", "empty_blend": ws / "empty.blend",
+    }
+    paths["truncated_bank"].write_bytes(bank.read_bytes()[: bank.stat().st_size // 2])
+    paths["foreign_safetensors"].write_bytes(save({"weight": np.ones((4, 4), np.float32)}, metadata={"a": "b"}))
+    paths["empty"].write_bytes(b"")
+    paths["empty_blend"].write_bytes(b"")
+    paths["notes"].write_text("my notes, not a bank\n")
+    paths["holiday_png"].write_bytes(b"\x89PNG\r\n\x1a\n not a render of ours")
+    (ws / "taken.single_cost.nfbank").write_text("a file of the user's\n")
+    paths["photos"].mkdir()
+    (paths["photos"] / "beach.jpg").write_bytes(b"\xff\xd8\xff")
+    for folder in ("folder_png", "empty_dir", "broken_dataset"):
+        paths[folder].mkdir()
+    manifest = (suzanne_dataset / "manifest.json").read_bytes()
+    (paths["broken_dataset"] / "manifest.json").write_bytes(manifest[: len(manifest) // 2])
+    return {name: str(path) for name, path in paths.items()}
+
+
+def snapshot(*roots: str) -> dict[str, tuple]:
+    """Every path under the roots with its kind, mode and content hash."""
+    state = {}
+    for root in roots:
+        for folder, dirs, files in os.walk(root):
+            for name in dirs:
+                state[os.path.join(folder, name)] = ("dir", os.stat(os.path.join(folder, name)).st_mode)
+            for name in files:
+                path = os.path.join(folder, name)
+                state[path] = ("file", os.stat(path).st_mode, hashlib.sha256(Path(path).read_bytes()).hexdigest())
+    return state
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_is_one_line_and_changes_nothing(case, workspace):
+    args, fragment = CASES[case]
+    args = [arg.format(**workspace) for arg in args]
+    before = snapshot(workspace["ws"], workspace["dataset"])
+    result = run_backend(*args, timeout=120)
+    after = snapshot(workspace["ws"], workspace["dataset"])
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert result.returncode not in (0, None), result.stdout[-2000:] + result.stderr[-2000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert len(errors) == 1 and fragment.lower() in errors[0].lower(), result.stderr[-2000:]
+    assert after == before, sorted(set(after.items()) ^ set(before.items()))
+    assert not os.path.exists(UNWRITABLE)
+
+
+def test_every_command_is_swept():
+    from backend.cli import COMMANDS
+
+    swept = {args[0] for args, _ in CASES.values()}
+    assert swept == set(COMMANDS) - {"demo"}  # demo only chains generate, train and report
