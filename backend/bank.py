@@ -77,6 +77,12 @@ class Bank:
         return self.lut[np.asarray(keys, dtype=np.int64)]
 
 
+def companion_path(bank_path, suffix: str) -> Path:
+    """`out/bank.nfbank` -> `out/bank<suffix>` (checkpoint, curve plot, baselines, teacher)."""
+    path = Path(bank_path)
+    return path.with_name(path.name.removesuffix(".nfbank") + suffix)
+
+
 # --- packing ------------------------------------------------------------------------------------
 
 

@@ -43,7 +43,7 @@ def write_contact_sheet(dataset_dir: str | Path, png_path: str | Path, rows: int
     dataset = open_dataset(dataset_dir)
     width, height = dataset.resolution
     label = 16
-    indices = dataset.indices()[:rows]
+    indices = dataset.labelled()[:rows]
     sheet = np.zeros((label + height * len(indices), width * len(COLUMNS), 3), dtype=np.float32)
     for row, index in enumerate(indices):
         tiles = _tiles(dataset.load_gbuffer(index), dataset.load_ground_truth(index))

@@ -18,7 +18,9 @@ from backend.exr import ExrError, read_parts
 from backend.gbuffer import FIXED_PLANES, MASK, NORMAL, GBuffer
 
 FORMAT = "neural-face-dataset"
-VERSION = 1
+VERSION = 2  # 2 added the "unlabelled" split: records whose ground_truth is null
+SUPPORTED_VERSIONS = (1, 2)
+UNLABELLED = "unlabelled"
 
 # EXR part and channels of each fixed G-buffer plane group, in plane order (gbuffer.md section 1).
 GBUFFER_CHANNELS = [
@@ -147,10 +149,16 @@ class Dataset:
         return float(self.manifest["object"]["bounding_radius"])
 
     def indices(self, split: str | None = None) -> list[int]:
-        """Finished sample indices, optionally only those of split "train", "val" or "test"."""
+        """Finished sample indices, optionally only those of split "train", "val", "test" or "unlabelled"."""
+        if split == UNLABELLED and split not in self.manifest["split"]:
+            return []  # a version 1 dataset has none
         if split is not None and split not in self.manifest["split"]:
-            raise DatasetError(f"{self.root}: unknown split {split!r}; choose train, val or test")
+            raise DatasetError(f"{self.root}: unknown split {split!r}; choose train, val, test or unlabelled")
         return sorted(i for i, record in self.records.items() if split is None or record["split"] == split)
+
+    def labelled(self) -> list[int]:
+        """Finished samples with a ground truth (every split but "unlabelled")."""
+        return [i for i in self.indices() if self.records[i]["split"] != UNLABELLED]
 
     def record(self, index: int) -> dict:
         if index not in self.records:
@@ -165,6 +173,8 @@ class Dataset:
     def load_ground_truth(self, index: int) -> np.ndarray:
         """RGBA float32 [4, H, W]: linear radiance premultiplied by alpha, alpha = coverage."""
         record = self.record(index)
+        if record.get("ground_truth") is None:
+            raise DatasetError(f"{self.root}: sample {index} is an unlabelled view (a G-buffer without ground truth)")
         path = self.root / record["ground_truth"]
         width, height = record["resolution"]
         image = _planes(_read(path), path, GROUND_TRUTH_PART, "RGBA", (height, width), DatasetError)
@@ -186,7 +196,7 @@ def open_dataset(root: str | os.PathLike) -> Dataset:
         raise DatasetError(f"{manifest_path}: unreadable manifest ({exc})") from None
     if manifest.get("format") != FORMAT:
         raise DatasetError(f"{manifest_path}: not a {FORMAT} manifest")
-    if manifest.get("version") != VERSION:
+    if manifest.get("version") not in SUPPORTED_VERSIONS:
         raise DatasetError(f"{manifest_path}: dataset format version {manifest.get('version')} "
                            f"is not supported (this code reads version {VERSION})")
     for key in ("settings", "split", "samples"):

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.bank import Bank, load_bank
+from backend.bank import Bank, companion_path, load_bank
 from backend.dataset import open_dataset
 from backend.errors import DatasetError
 from backend.evaluation import View, load_views
@@ -32,10 +32,11 @@ from backend.hashing import gbuffer_tile_keys
 from backend.metrics import flip_map, psnr_from_mse, ssim, to_display
 from backend.renderers import get_renderer
 from backend import report_figures as figures
-from backend.training import companion_path
+from backend.teacher_labels import teacher_path
 
 BASELINES = {"single_cost": "one network, same per-pixel cost",
-             "single_params": "one network, same total parameters (width capped)"}
+             "single_params": "one network, same total parameters (width capped)",
+             "teacher": "one network, same per-pixel cost, labelled views only (the others' teacher)"}
 TIMING_RUNS = 5
 
 
@@ -44,10 +45,10 @@ class ReportCancelled(Exception):
 
 
 def find_models(bank_path: Path) -> dict[str, Path]:
-    """The bank plus the baselines `train --baselines` wrote next to it."""
+    """The bank plus the baselines `train --baselines` and the teacher it trained wrote next to it."""
     models = {"hash_bank": bank_path}
     for name in BASELINES:
-        path = companion_path(bank_path, f".{name}.nfbank")
+        path = teacher_path(bank_path) if name == "teacher" else companion_path(bank_path, f".{name}.nfbank")
         if path.exists():
             models[name] = path
     return models

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import torch
 
-from backend.bank import pack
+from backend.bank import pack, unpack
 from backend.network import forward
 
 
@@ -57,6 +57,19 @@ class StackedMLP:
         with torch.no_grad():
             for p, t in zip(self.params, tensors):
                 p.copy_(t)
+
+    def load_rows(self, rows: np.ndarray) -> None:
+        """Set every network from packed rows [R, P] (the bank layout, backend.bank.pack)."""
+        with torch.no_grad():
+            for (w, b), (rw, rb) in zip(self.weights, unpack(torch.from_numpy(np.ascontiguousarray(rows)), self.layers)):
+                w.copy_(rw)
+                b.copy_(rb)
+
+    def copy_network(self, source: int, targets: list[int]) -> None:
+        """Give networks `targets` the weights of network `source`."""
+        with torch.no_grad():
+            for p in self.params:
+                p[targets] = p[source].clone()
 
     @property
     def n_parameters_per_network(self) -> int:

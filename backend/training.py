@@ -27,15 +27,17 @@ import torch
 
 import backend
 from backend.atomic import atomic_open, atomic_path
-from backend.bank import (FALLBACK_MODES, OUTPUT_ACTIVATIONS, SHARED_SLOT_KEY, Bank, make_bank, make_meta,
-                          save_bank, slot_size)
-from backend.buckets import Buckets, BucketStore
+from backend.bank import (FALLBACK_MODES, OUTPUT_ACTIVATIONS, SHARED_SLOT_KEY, Bank, companion_path, load_bank,
+                          make_bank, make_meta, save_bank, slot_size)
+from backend.bucket_selection import select_specialists
+from backend.buckets import Buckets, BucketStore, merge
 from backend.dataset import open_dataset
 from backend.errors import DatasetError, UserError
 from backend.evaluation import load_views, mean_psnr
 from backend.features import N_FEATURES
 from backend.prefilter import FilterRadii
 from backend.stacked_mlp import StackedMLP
+from backend.teacher_labels import teacher_path, teacher_records
 
 KINDS = ("hash_bank", "single_cost", "single_params")
 LOSS_SPACES = ("log", "tonemap", "linear")
@@ -43,6 +45,7 @@ LOG_EPS = 1e-3  # radiance floor of the log loss: below it, errors are invisible
 DEFAULT_STEPS = 2000
 MIN_BUCKET_SHARE = 0.0025  # default share of the training pixels a key needs for a network of its own
 MIN_PSNR_GAIN = 0.05  # dB an evaluation must gain to count as an improvement for early stopping
+WARM_START_LR_SCALE = 0.2  # learning rate of networks that start from the teacher, relative to --lr
 
 
 @dataclass
@@ -68,6 +71,9 @@ class TrainConfig:
     tile_size: int = 16
     bins: int = 8
     max_baseline_width: int = 256
+    select_specialists: bool = True  # a bucket losing to the shared network on validation views gets its weights
+    teacher: str | None = "auto"  # bank whose shading of the unlabelled views adds training pixels;
+    # "auto": with unlabelled views, train a single network on the labelled pixels first (or reuse it)
 
     def validate(self) -> None:
         problems = []
@@ -129,12 +135,6 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
 
 
-def companion_path(bank_path, suffix: str) -> Path:
-    """`out/bank.nfbank` -> `out/bank<suffix>` (checkpoint, curve plot, baselines)."""
-    path = Path(bank_path)
-    return path.with_name(path.name.removesuffix(".nfbank") + suffix)
-
-
 # --- the problem: networks, their pixels and the normalised data --------------------------------
 
 
@@ -178,7 +178,8 @@ def min_bucket_pixels(config: TrainConfig, total_pixels: int) -> int:
     return max(1, math.ceil(MIN_BUCKET_SHARE * total_pixels))
 
 
-def build_problem(buckets: Buckets, config: TrainConfig, radii: FilterRadii) -> Problem:
+def build_problem(buckets: Buckets, config: TrainConfig, radii: FilterRadii,
+                  normalisation: tuple[np.ndarray, np.ndarray] | None = None) -> Problem:
     total = len(buckets.records)
     threshold = min_bucket_pixels(config, total)
     own = buckets.count >= threshold
@@ -197,7 +198,8 @@ def build_problem(buckets: Buckets, config: TrainConfig, radii: FilterRadii) -> 
         if config.kind == "single_params":
             width = same_params_width(config, n_hash_networks * slot_size(config.layers))
             layers = [N_FEATURES, *[width] * len(config.widths), 3]
-    mean, std = feature_statistics(buckets)
+    # A teacher's normalisation, where there is one, so that networks starting from it see what it saw.
+    mean, std = normalisation if normalisation is not None else feature_statistics(buckets)
     records = buckets.records
     device = torch.device(config.device)
     light_sum = records.factor.sum(1).mean(-1)
@@ -295,6 +297,7 @@ class Trainer:
         self.checkpoint_path = companion_path(self.out, ".ckpt")
         self.started = time.monotonic()
         self.elapsed_before = 0.0  # seconds spent by runs this one resumes
+        self.base_lr = config.lr  # lowered for networks that start from the teacher
 
     @property
     def elapsed(self) -> float:
@@ -316,7 +319,21 @@ class Trainer:
     def schedule(self, step: int) -> float:
         """Cosine decay of the learning rate to 5% over the budget."""
         done = min(self.done_fraction(step), 1.0)
-        return self.config.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * done)))
+        return self.base_lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * done)))
+
+    def warm_start(self, model: StackedMLP, problem: Problem, teacher: Bank | None) -> bool:
+        """Start every network from the teacher (KiloNeRF's distillation, then fine-tuning).
+
+        Each bucket then only learns how its patch of face differs from the teacher, which its
+        few views can tell it; the learning rate is lowered so that it stays near the teacher.
+        `single_cost` starts from the teacher too, so that it gets everything the hash bank gets.
+        """
+        config = self.config
+        if teacher is None or teacher.layers != problem.layers:  # single_params is wider: it only gets the labels
+            return False
+        model.load_rows(np.broadcast_to(teacher.slots[0], (len(problem.slot_keys), teacher.slots.shape[1])))
+        self.base_lr = config.lr * WARM_START_LR_SCALE
+        return True
 
     def run(self) -> TrainResult:
         config = self.config
@@ -327,19 +344,33 @@ class Trainer:
         radii = FilterRadii.for_object(dataset.bounding_radius)
         store = BucketStore.beside(self.out, dataset, config.tile_size, config.bins, radii)
         store.update(train_ids, on_sample=lambda i: self.progress(0, float("nan"), None, "buckets"))
-        problem = build_problem(store.load(train_ids), config, radii)
+        buckets, teacher_pixels, teacher = store.load(train_ids), 0, None
+        unlabelled = dataset.indices("unlabelled")
+        if config.teacher not in (None, "auto") and unlabelled:
+            teacher = load_bank(config.teacher)
+            labelled = teacher_records(teacher, dataset, unlabelled, config.tile_size, config.bins, radii,
+                                       config.device, on_view=lambda i: self.progress(0, float("nan"), None, "teacher"))
+            if labelled is not None:
+                teacher_pixels = len(labelled)
+                buckets = Buckets.from_records(merge([buckets.records, labelled]))
+        problem = build_problem(buckets, config, radii,
+                                None if teacher is None else (teacher.feature_mean, teacher.feature_std))
         views = load_views(dataset, val_ids)
         generator = torch.Generator().manual_seed(config.seed)
         torch.manual_seed(config.seed)
         model = StackedMLP(len(problem.slot_keys), problem.layers, config.output_activation,
                            problem.initial_output, generator, config.device)
-        optimizer = torch.optim.Adam(model.params, lr=config.lr)
+        warm = self.warm_start(model, problem, teacher)
+        optimizer = torch.optim.Adam(model.params, lr=self.base_lr)
         provenance = {"dataset": str(Path(config.data).resolve()), "manifest_sha256": manifest_sha256(dataset),
                       "seed": config.seed, "device": config.device, "backend_version": backend.__version__,
                       "model": config.kind, "loss_space": config.loss_space, "batch_per_network": problem.pixels_per_network,
                       "train_pixels": int(problem.target.shape[0]),
                       "min_bucket_pixels": min_bucket_pixels(config, int(problem.target.shape[0])),
-                      "train_samples": len(train_ids), "val_samples": len(val_ids)}
+                      "train_samples": len(train_ids), "val_samples": len(val_ids),
+                      "fingerprint": config.fingerprint(),
+                      "teacher": config.teacher if teacher_pixels else None, "teacher_pixels": teacher_pixels,
+                      "unlabelled_samples": len(unlabelled) if teacher_pixels else 0, "warm_start": warm}
         training_fallback = "nearest_key" if config.fallback == "auto" else config.fallback
 
         step, history, best = 0, [], {"psnr": -math.inf, "step": 0, "params": model.state()}
@@ -416,6 +447,12 @@ class Trainer:
         config = self.config
         self.progress(step, history[-1]["loss"], best["psnr"], "save")
         model.load_state(best["params"])
+        selection = None
+        if config.kind == "hash_bank" and config.select_specialists:
+            selection = select_specialists(to_bank(model, problem, config, "shared_network", provenance), views,
+                                           config.device)
+            slot_keys = list(problem.slot_keys)
+            model.copy_network(slot_keys.index(SHARED_SLOT_KEY), [slot_keys.index(k) for k in selection.replaced_keys])
         fallback = config.fallback
         if config.kind != "hash_bank":
             fallback = "shared_network"  # a single network is its own fallback
@@ -425,6 +462,8 @@ class Trainer:
         fallback = max(scores, key=scores.get)
         provenance = {**provenance, "steps": step, "best_step": best["step"], "seconds": round(self.elapsed, 2),
                       "val_psnr": scores[fallback], "fallback_val_psnr": scores, "stopped_early": stopped_early,
+                      "specialists_replaced": None if selection is None else len(selection.replaced_keys),
+                      "specialists_judged": None if selection is None else selection.judged,
                       "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                       "history": [{k: round(v, 5) for k, v in h.items()} for h in history]}
         bank = to_bank(model, problem, config, fallback, provenance)
@@ -460,7 +499,39 @@ def plot_curve(history: list[dict], path: Path, title: str) -> Path:
     return path
 
 
+def teacher_config(config: TrainConfig) -> TrainConfig:
+    """The teacher of config: one network of the same layers on the labelled pixels only."""
+    return dataclasses.replace(config, kind="single_cost", out=str(teacher_path(config.out)), teacher=None,
+                               resume=False)
+
+
+def needs_teacher(config: TrainConfig) -> bool:
+    """Whether config asks for a teacher that is not there yet (or was made with other settings or data)."""
+    dataset = open_dataset(config.data)
+    if config.teacher != "auto" or not dataset.indices("unlabelled"):
+        return False
+    teacher = teacher_config(config)
+    try:
+        provenance = load_bank(teacher.out).meta.get("provenance", {})
+    except UserError:  # missing or unreadable: train it
+        return True
+    return provenance.get("manifest_sha256") != manifest_sha256(dataset) or \
+        provenance.get("fingerprint") != teacher.fingerprint()
+
+
 def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | None = None,
           should_stop: Callable[[], bool] | None = None) -> TrainResult:
-    """Train the model of config.kind on config.data and write the bank to config.out."""
+    """Train the model of config.kind on config.data and write the bank to config.out.
+
+    With `teacher="auto"` and unlabelled views in the dataset, the teacher is trained first
+    (`<out>.teacher.nfbank`, reused by later models of the same data) and labels those views.
+    """
+    if config.teacher == "auto":
+        config.validate()
+        if needs_teacher(config):
+            result = Trainer(teacher_config(config), on_progress, should_stop).run()
+            if result.cancelled:
+                return result
+        has_views = bool(open_dataset(config.data).indices("unlabelled"))
+        config = dataclasses.replace(config, teacher=teacher_config(config).out if has_views else None)
     return Trainer(config, on_progress, should_stop).run()

@@ -33,9 +33,10 @@ MAIN_THREAD_STAGES = ("snapshot", "upload")
 
 def random_bank_file(folder: Path) -> Path:
     from backend.bank import random_bank, save_bank
+    from backend.features import N_FEATURES
 
     keys = [(1 << iu) | ((1 << iv) << 8) for iu in range(8) for iv in range(8)]  # one-bin tiles
-    return save_bank(random_bank(0, keys, [18, 32, 32, 3]), folder / "random.nfbank")
+    return save_bank(random_bank(0, keys, [N_FEATURES, 32, 32, 3]), folder / "random.nfbank")
 
 
 def stage_suzanne(folder: Path):

@@ -34,7 +34,8 @@ from backend.bank import SHARED_SLOT_KEY  # noqa: E402
 from backend.buckets import BucketStore  # noqa: E402
 from backend.dataset import open_dataset  # noqa: E402
 from backend.report import write_report  # noqa: E402
-from backend.training import TrainConfig, companion_path, train  # noqa: E402
+from backend.bank import companion_path  # noqa: E402
+from backend.training import TrainConfig, train  # noqa: E402
 
 KINDS = ("hash_bank", "single_cost")
 

@@ -20,7 +20,7 @@ import bpy
 
 from .atomic import PARTIAL_SUFFIX, write_json_atomically
 from .camera_model import CameraSpec
-from .dataset_settings import DatasetSettings
+from .dataset_settings import UNLABELLED, DatasetSettings
 from .errors import OutputError
 from .gbuffer import render_gbuffer
 from .ground_truth import render_ground_truth
@@ -29,7 +29,7 @@ from .sampling import assign_split, sample_view
 from .scene_setup import bounds
 
 FORMAT = "neural-face-dataset"
-VERSION = 1
+VERSION = 2  # 2: the "unlabelled" split of G-buffer-only views
 MANIFEST = "manifest.json"
 SAMPLES_DIR = "samples"
 
@@ -123,17 +123,24 @@ class DatasetJob:
             "created": (existing or {}).get("created") or _utc_now(),
             "settings": self.settings.to_json(),
             "object": {"name": self.target.name, "bbox_center": centre, "bounding_radius": radius},
-            "split": assign_split(self.settings.samples, self.settings.seed, self.settings.split),
+            "split": assign_split(self.settings.samples, self.settings.seed, self.settings.split,
+                                  self.settings.unlabelled),
             "samples": kept,
         }
         write_json_atomically(self.manifest_path, self.manifest, durable=True)
         self._remove_orphans({r["index"] for r in kept})
         done = {r["index"] for r in kept}
-        self.pending = [i for i in range(self.settings.samples) if i not in done]
+        self.pending = [i for i in range(self.total) if i not in done]
         self.rig = RenderRig(self.target, tuple(self.settings.resolution))
 
+    @property
+    def total(self) -> int:
+        """Labelled samples plus unlabelled views."""
+        return self.settings.samples + self.settings.unlabelled
+
     def _files_exist(self, record: dict) -> bool:
-        return all(os.path.isfile(os.path.join(self.out_dir, record[key])) for key in ("gbuffer", "ground_truth"))
+        return all(os.path.isfile(os.path.join(self.out_dir, record[key])) for key in ("gbuffer", "ground_truth")
+                   if record.get(key) is not None)
 
     def _remove_orphans(self, kept: set[int]) -> None:
         """Delete temporaries and files of samples a killed run did not commit."""
@@ -158,7 +165,7 @@ class DatasetJob:
                               durable=True)
         self.manifest["samples"] = sorted(self.manifest["samples"] + [record], key=lambda r: r["index"])
         write_json_atomically(self.manifest_path, self.manifest, durable=True)
-        return Progress(self.done_count, self.settings.samples, index, sum(record["seconds"].values()))
+        return Progress(self.done_count, self.total, index, sum(record["seconds"].values()))
 
     def render_sample(self, index: int) -> dict:
         """Render sample `index` into the job's folder and return its record (not yet committed)."""
@@ -168,12 +175,14 @@ class DatasetJob:
         camera = CameraSpec(matrix)
         name = sample_name(index)
         gbuffer = f"{SAMPLES_DIR}/{name}.gbuffer.exr"
-        ground_truth = f"{SAMPLES_DIR}/{name}.gt.exr"
+        split = next(part for part, members in self.manifest["split"].items() if index in members)
         recorded = render_gbuffer(self.rig, camera, lights, os.path.join(self.out_dir, gbuffer),
                                   settings.gbuffer_light_samples, seed=index)
-        gt_seconds = render_ground_truth(self.rig, camera, lights, os.path.join(self.out_dir, ground_truth),
-                                         settings.gt_samples, settings.gt_denoise, seed=index)
-        split = next(part for part, members in self.manifest["split"].items() if index in members)
+        ground_truth, gt_seconds = None, 0.0  # an unlabelled view has a G-buffer only
+        if split != UNLABELLED:
+            ground_truth = f"{SAMPLES_DIR}/{name}.gt.exr"
+            gt_seconds = render_ground_truth(self.rig, camera, lights, os.path.join(self.out_dir, ground_truth),
+                                             settings.gt_samples, settings.gt_denoise, seed=index)
         return {
             "index": index,
             "split": split,

@@ -15,7 +15,8 @@ from .errors import SettingsError
 FRONT_AXES = ("-Y", "+Y", "-X", "+X", "-Z", "+Z")
 MAX_RESOLUTION = 8192
 MAX_LIGHTS = 8
-SPLIT_NAMES = ("train", "val", "test")
+SPLIT_NAMES = ("train", "val", "test")  # the labelled splits (fractions of `samples`)
+UNLABELLED = "unlabelled"  # the split of the G-buffer-only views
 
 
 @dataclass
@@ -24,6 +25,7 @@ class DatasetSettings:
     object: str = ""
     resolution: tuple[int, int] = (256, 256)
     samples: int = 100
+    unlabelled: int = 0  # extra views with a G-buffer only (no ground truth): teacher-labelled in training
     seed: int = 0
     gt_samples: int = 64
     gt_denoise: bool = True
@@ -64,6 +66,7 @@ class DatasetSettings:
                 f"resolution {width}x{height} is out of range: width and height must be 1..{MAX_RESOLUTION}"
             )
         _check_int("samples", self.samples, 1, 10_000_000)
+        _check_int("unlabelled", self.unlabelled, 0, 10_000_000)
         _check_int("gt_samples", self.gt_samples, 1, 1_000_000)
         _check_int("gbuffer_light_samples", self.gbuffer_light_samples, 1, 4096)
         low, high = self.lights

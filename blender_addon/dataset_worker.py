@@ -31,7 +31,7 @@ def main(scene_copy: str, out_dir: str, settings_json: str) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     with job:
-        print(f"{PROGRESS_PREFIX} {job.done_count} {settings.samples}", flush=True)
+        print(f"{PROGRESS_PREFIX} {job.done_count} {job.total}", flush=True)
         while job.pending:
             progress = job.step()
             print(f"{PROGRESS_PREFIX} {progress.done} {progress.total}", flush=True)

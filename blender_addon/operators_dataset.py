@@ -80,7 +80,7 @@ class NEURALFACE_OT_generate_dataset(bpy.types.Operator):
         except InputError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        self._out_dir, self._total = job.out_dir, job.settings.samples
+        self._out_dir, self._total = job.out_dir, job.total
         self._start_worker(job)
         self._done, self._first_done, self._first_time = 0, None, None
         wm = context.window_manager

@@ -19,6 +19,7 @@ class NEURALFACE_PT_dataset(SidebarPanel, bpy.types.Panel):
         layout.prop(props, "target")
         layout.prop(props, "front_axis")
         layout.prop(props, "samples")
+        layout.prop(props, "unlabelled")
         layout.prop(props, "resolution")
         layout.prop(props, "seed")
 

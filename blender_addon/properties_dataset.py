@@ -39,6 +39,9 @@ class NEURALFACE_PG_dataset(bpy.types.PropertyGroup):
                             description="Face mesh to render (empty: the scene's largest mesh)")
     samples: IntProperty(name="Samples", default=_DEFAULTS.samples, min=1, soft_max=5000,
                          description="Number of random views (camera + lights) to render")
+    unlabelled: IntProperty(name="Unlabelled Views", default=_DEFAULTS.unlabelled, min=0, soft_max=20000,
+                            description="Extra views with a G-buffer only (no path-traced ground truth); training "
+                                        "labels them with its teacher network")
     resolution: IntVectorProperty(name="Resolution", size=2, default=_DEFAULTS.resolution, min=1,
                                   max=MAX_RESOLUTION, description="Width and height in pixels")
     gt_samples: IntProperty(name="Ground Truth Samples", default=_DEFAULTS.gt_samples, min=1, soft_max=4096,
@@ -81,7 +84,8 @@ class NEURALFACE_PG_dataset(bpy.types.PropertyGroup):
             "light_elevation_deg", "light_azimuth_deg", "light_power", "light_radius", "light_color_saturation")}
         return DatasetSettings(
             scene=os.path.abspath(bpy.data.filepath) if bpy.data.filepath else "<unsaved>",
-            object=target_name, resolution=tuple(self.resolution), samples=self.samples, seed=self.seed,
+            object=target_name, resolution=tuple(self.resolution), samples=self.samples,
+            unlabelled=self.unlabelled, seed=self.seed,
             gt_samples=self.gt_samples, gt_denoise=self.gt_denoise,
             gbuffer_light_samples=self.gbuffer_light_samples, front_axis=self.front_axis,
             lights=tuple(self.lights), **pairs,

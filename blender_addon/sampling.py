@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from .dataset_settings import SPLIT_NAMES, DatasetSettings
+from .dataset_settings import SPLIT_NAMES, UNLABELLED, DatasetSettings
 
 _AXES = {"-Y": (0, -1, 0), "+Y": (0, 1, 0), "-X": (-1, 0, 0), "+X": (1, 0, 0), "-Z": (0, 0, -1), "+Z": (0, 0, 1)}
 
@@ -73,10 +73,16 @@ def sample_view(settings: DatasetSettings, centre, radius: float, index: int) ->
     return camera, lights
 
 
-def assign_split(count: int, seed: int, fractions: dict) -> dict[str, list[int]]:
-    """Deterministic shuffle of 0..count-1 into train/val/test; val and test get rounded shares."""
+def assign_split(count: int, seed: int, fractions: dict, unlabelled: int = 0) -> dict[str, list[int]]:
+    """Deterministic shuffle of 0..count-1 into train/val/test; val and test get rounded shares.
+
+    The `unlabelled` G-buffer-only views follow them: indices count..count+unlabelled-1, their
+    cameras and lights drawn like any other sample's (sample_view depends on the index only).
+    """
     order = np.random.default_rng([seed, count, 0x5EED]).permutation(count)
     n_val = int(round(count * fractions["val"]))
     n_test = min(int(round(count * fractions["test"])), count - n_val)
     parts = {"val": order[:n_val], "test": order[n_val:n_val + n_test], "train": order[n_val + n_test:]}
-    return {name: sorted(int(i) for i in parts[name]) for name in SPLIT_NAMES}
+    split = {name: sorted(int(i) for i in parts[name]) for name in SPLIT_NAMES}
+    split[UNLABELLED] = list(range(count, count + unlabelled))
+    return split

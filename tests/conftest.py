@@ -1,7 +1,7 @@
 """Shared fixtures: a small real dataset of Suzanne rendered by the real CLI (bpy + Cycles + EXR).
 
 `suzanne_dataset` (session): 12 samples at 64x64, 1-2 point lights (some samples have 2),
-8 ground-truth samples; returns the dataset folder. Use it for training, kernel and service tests.
+8 ground-truth samples, and 4 unlabelled views; returns the dataset folder. Use it for training, kernel and service tests.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SUZANNE_SAMPLES = 12
+SUZANNE_UNLABELLED = 4  # G-buffer-only views after the labelled ones (indices 12..15)
 
 
 def process_ended(pid: int) -> bool:
@@ -42,7 +43,7 @@ def suzanne_blend(tmp_path_factory) -> Path:
 def suzanne_generate_args(scene: Path, out: Path, samples: int = SUZANNE_SAMPLES) -> list[str]:
     """The generate command line of the `suzanne_dataset` fixture (reuse it to resume or extend)."""
     return ["generate", "--scene", str(scene), "--out", str(out), "--samples", str(samples),
-            "--resolution", "64", "--lights", "1-2", "--gt-samples", "8", "--light-samples", "2", "--seed", "7"]
+            "--unlabelled", str(SUZANNE_UNLABELLED), "--resolution", "64", "--lights", "1-2", "--gt-samples", "8", "--light-samples", "2", "--seed", "7"]
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from backend.features import N_FEATURES
 from backend.bank import random_bank, save_bank
 from backend.dataset import open_dataset
 from backend.hashing import gbuffer_tile_keys
@@ -148,7 +149,7 @@ def workspace(suzanne_dataset, suzanne_blend, tmp_path_factory) -> dict[str, str
     record = dataset.record(index)
     gbuffer = suzanne_dataset / record["gbuffer"]
     keys = np.unique(gbuffer_tile_keys(dataset.load_gbuffer(index)))
-    bank = save_bank(random_bank(5, keys[keys > 0], [18, 8, 3]), ws / "bank.nfbank")
+    bank = save_bank(random_bank(5, keys[keys > 0], [N_FEATURES, 8, 3]), ws / "bank.nfbank")
 
     def sample_copy(name: str, data: bytes) -> Path:
         """A G-buffer-named file with the sample's record beside it, so only its content is wrong."""

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from backend.dataset import open_dataset
+from backend.errors import DatasetError
 from blender_addon.camera_model import project
 from conftest import run_backend
 
@@ -16,15 +17,15 @@ def covered_values(planes: np.ndarray, covered: np.ndarray) -> np.ndarray:
 
 def test_every_sample_loads_with_its_lights(suzanne_dataset):
     dataset = open_dataset(suzanne_dataset)
-    assert dataset.indices() == list(range(12))
-    light_counts = {dataset.load_gbuffer(i).n_lights for i in dataset.indices()}
+    assert dataset.labelled() == list(range(12)) and dataset.indices("unlabelled") == [12, 13, 14, 15]
+    light_counts = {dataset.load_gbuffer(i).n_lights for i in dataset.labelled()}
     assert light_counts == {1, 2}
-    assert sorted(sum(dataset.manifest["split"].values(), [])) == list(range(12))
+    assert sorted(sum(dataset.manifest["split"].values(), [])) == list(range(16))
 
 
 def test_normals_unit_uv_in_range_albedo_plausible(suzanne_dataset):
     dataset = open_dataset(suzanne_dataset)
-    for i in dataset.indices():
+    for i in dataset.labelled():
         gbuffer = dataset.load_gbuffer(i)
         covered = gbuffer.covered
         assert covered.sum() > 200, f"sample {i}: the face should fill part of the frame"
@@ -38,7 +39,7 @@ def test_normals_unit_uv_in_range_albedo_plausible(suzanne_dataset):
 
 def test_mask_agrees_with_ground_truth_alpha(suzanne_dataset):
     dataset = open_dataset(suzanne_dataset)
-    for i in dataset.indices():
+    for i in dataset.labelled():
         covered = dataset.load_gbuffer(i).covered
         truth = dataset.load_ground_truth(i)
         disagree = int(((truth[3] > 0.5) != covered).sum())
@@ -47,7 +48,7 @@ def test_mask_agrees_with_ground_truth_alpha(suzanne_dataset):
 
 def test_ground_truth_is_lit_where_the_lights_reach(suzanne_dataset):
     dataset = open_dataset(suzanne_dataset)
-    for i in dataset.indices():
+    for i in dataset.labelled():
         gbuffer, truth = dataset.load_gbuffer(i), dataset.load_ground_truth(i)
         assert truth[:3].min() >= -1e-4, f"sample {i}: negative radiance"
         assert np.all(truth[:, ~gbuffer.covered & (truth[3] == 0)] == 0), "empty film must be transparent black"
@@ -57,7 +58,7 @@ def test_ground_truth_is_lit_where_the_lights_reach(suzanne_dataset):
 
 def test_world_position_projects_onto_pixel_centre(suzanne_dataset):
     dataset = open_dataset(suzanne_dataset)
-    for i in dataset.indices():
+    for i in dataset.labelled():
         gbuffer, camera = dataset.load_gbuffer(i), dataset.record(i)["camera"]
         rows, cols = np.nonzero(gbuffer.covered)
         pixels = project(camera["matrix_world"], camera["K"], gbuffer.position[:, rows, cols].T)
@@ -77,7 +78,7 @@ def light_geometry(gbuffer, k: int):
 def test_light_pass_is_zero_where_light_is_behind_surface(suzanne_dataset):
     dataset = open_dataset(suzanne_dataset)
     checked = 0
-    for i in dataset.indices():
+    for i in dataset.labelled():
         gbuffer = dataset.load_gbuffer(i)
         for k in range(gbuffer.n_lights):
             height, _, _ = light_geometry(gbuffer, k)
@@ -97,7 +98,7 @@ def test_light_unit_constant_matches_cycles(suzanne_blend, tmp_path):
     assert result.returncode == 0, result.stderr
     dataset = open_dataset(out)
     ratios = []
-    for i in dataset.indices():
+    for i in dataset.labelled():
         gbuffer = dataset.load_gbuffer(i)
         _, distance, cosine = light_geometry(gbuffer, 0)
         color, power = gbuffer.lights[0, 3:6], gbuffer.lights[0, 6]
@@ -108,3 +109,13 @@ def test_light_unit_constant_matches_cycles(suzanne_blend, tmp_path):
     assert ratios.size > 300
     assert abs(np.median(ratios) - 1) < 0.005
     assert np.mean(np.abs(ratios - 1) < 0.03) > 0.97  # unshadowed; a few pixels sit on a shadow edge
+
+
+def test_unlabelled_views_have_a_gbuffer_and_no_ground_truth(suzanne_dataset):
+    dataset = open_dataset(suzanne_dataset)
+    for i in dataset.indices("unlabelled"):
+        record = dataset.record(i)
+        assert record["ground_truth"] is None and not (suzanne_dataset / "samples" / f"{i:06d}.gt.exr").exists()
+        assert dataset.load_gbuffer(i).covered.any()
+        with pytest.raises(DatasetError, match="unlabelled view"):
+            dataset.load_ground_truth(i)

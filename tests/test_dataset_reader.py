@@ -32,6 +32,7 @@ def test_read_gbuffer_of_a_lone_file_matches_the_dataset(suzanne_dataset):
     assert alone.planes.shape == (12 + 3 * alone.n_lights, 64, 64)
     assert dataset.resolution == (64, 64)
     assert set(dataset.indices("train")) | set(dataset.indices("val")) | set(dataset.indices("test")) \
+        | set(dataset.indices("unlabelled")) \
         == set(dataset.indices())
 
 

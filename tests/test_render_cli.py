@@ -11,6 +11,7 @@ import OpenEXR
 import pytest
 from PIL import Image
 
+from backend.features import N_FEATURES
 from backend.bank import load_bank, random_bank, save_bank
 from backend.cli import main
 from backend.dataset import open_dataset
@@ -39,7 +40,7 @@ def sample(suzanne_dataset, tmp_path_factory):
     dataset = open_dataset(suzanne_dataset)
     index = dataset.indices("test")[0]
     keys = np.unique(gbuffer_tile_keys(dataset.load_gbuffer(index)))
-    bank_path = save_bank(random_bank(3, keys[keys > 0], [18, 16, 16, 3]), tmp_path_factory.mktemp("bank") / "b.nfbank")
+    bank_path = save_bank(random_bank(3, keys[keys > 0], [N_FEATURES, 16, 16, 3]), tmp_path_factory.mktemp("bank") / "b.nfbank")
     return dataset, index, bank_path
 
 

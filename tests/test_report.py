@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from backend.cli import main
-from backend.training import TrainConfig, companion_path, train
+from backend.bank import companion_path
+from backend.training import TrainConfig, train
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def test_report_has_every_part(trained, suzanne_dataset, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "index.html" in printed and "single_cost" in printed and "faster" in printed
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics["models"]) == {"hash_bank", "single_cost", "single_params"}
+    assert set(metrics["models"]) == {"hash_bank", "single_cost", "single_params", "teacher"}
     for model in metrics["models"].values():
         for split in ("val", "test"):
             scores = model[split]

@@ -16,7 +16,8 @@ from backend.bank import SHARED_SLOT_KEY, load_bank, slot_size
 from backend.buckets import PixelRecords
 from backend.errors import DatasetError
 from backend.prefilter import FilterRadii
-from backend.training import Problem, TrainConfig, Trainer, companion_path, train
+from backend.bank import companion_path
+from backend.training import Problem, TrainConfig, Trainer, train
 from backend.stacked_mlp import StackedMLP
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -23,10 +23,12 @@ SCENE = ROOT / "example_scenes" / "cache" / "james.blend"
 def add_arguments(parser) -> None:
     parser.add_argument("--out", default="out/demo", help="folder for dataset, banks and report (default out/demo)")
     parser.add_argument("--samples", type=int, default=80, help="dataset samples (default 80)")
+    parser.add_argument("--unlabelled", type=int, default=160,
+                        help="G-buffer-only views the teacher labels (default 160)")
     parser.add_argument("--resolution", default="256", help="dataset resolution (default 256)")
     parser.add_argument("--gt-samples", type=int, default=32, help="Cycles samples per ground truth (default 32)")
-    parser.add_argument("--train-minutes", type=float, default=3.5,
-                        help="training budget of the hash bank and of each baseline (default 3.5)")
+    parser.add_argument("--train-minutes", type=float, default=2.5,
+                        help="training budget of the teacher, the hash bank and each baseline (default 2.5)")
     parser.add_argument("--device", default="cpu", help="training and report device (default cpu)")
 
 
@@ -47,6 +49,7 @@ def run(args) -> int:
     timings: dict[str, float] = {}
     stage("example", ["example"], timings)
     stage("generate", ["generate", "--scene", str(SCENE), "--out", str(data), "--samples", str(args.samples),
+                       "--unlabelled", str(args.unlabelled),
                        "--resolution", args.resolution, "--gt-samples", str(args.gt_samples)], timings)
     stage("train", ["train", "--data", str(data), "--out", str(bank), "--minutes", str(args.train_minutes),
                     "--device", args.device, "--baselines"], timings)

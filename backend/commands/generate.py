@@ -19,6 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scene", required=True, help="FILE.blend or FILE.obj holding the face mesh")
     parser.add_argument("--out", required=True, help="dataset folder (created, or resumed if it holds this dataset)")
     parser.add_argument("--samples", type=int, default=100, help="number of samples (default 100)")
+    parser.add_argument("--unlabelled", type=int, default=0,
+                        help="extra views with a G-buffer only, no ground truth: cheap, labelled by the teacher "
+                             "in training (default 0)")
     parser.add_argument("--resolution", type=resolution, default=(256, 256), help="W or WxH in pixels (default 256)")
     parser.add_argument("--seed", type=int, default=0, help="random seed of cameras, lights and split")
     parser.add_argument("--lights", type=light_range, default=(1, 2),
@@ -127,7 +130,7 @@ def settings_from_args(args, addon):
     optional = {"light_radius": args.light_radius} if args.light_radius is not None else {}
     return addon.dataset_settings.DatasetSettings(**optional,
         scene=os.path.abspath(args.scene), object=args.object, resolution=args.resolution,
-        samples=args.samples, seed=args.seed, gt_samples=args.gt_samples, gt_denoise=not args.no_denoise,
+        samples=args.samples, unlabelled=args.unlabelled, seed=args.seed, gt_samples=args.gt_samples, gt_denoise=not args.no_denoise,
         gbuffer_light_samples=args.light_samples, front_axis=args.front_axis, lights=args.lights)
 
 
@@ -153,7 +156,7 @@ def prepare_job(args, addon):
 def progress_bar(job):
     from tqdm import tqdm
 
-    return tqdm(total=job.settings.samples, initial=job.done_count, unit="sample", desc="generate")
+    return tqdm(total=job.total, initial=job.done_count, unit="sample", desc="generate")
 
 
 def run(args) -> int:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from backend.commands.argument_types import non_negative_int, positive_float, positive_int, torch_device
-from backend.training import KINDS, LOSS_SPACES, TrainConfig, companion_path, train
+from backend.bank import companion_path
+from backend.training import KINDS, LOSS_SPACES, TrainConfig, needs_teacher, teacher_config, train
 
 HELP = "Train one network per tile-hash bucket and write a weight bank"
 BASELINES = ("single_cost", "single_params")
@@ -46,6 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fallback", choices=("auto", "nearest_key", "shared_network"), default="auto")
     parser.add_argument("--min-bucket-pixels", type=non_negative_int,
                         help="pixels a key needs for a network of its own (default 0.25%% of the training pixels)")
+    parser.add_argument("--no-teacher", action="store_true",
+                        help="ignore the dataset's unlabelled views (by default a teacher network trained on the "
+                             "labelled views shades them, and every model also trains on its answers)")
+    parser.add_argument("--keep-all-specialists", action="store_true",
+                        help="keep every bucket's network, even where the shared network does better on the "
+                             "validation views")
     parser.add_argument("--tile-size", type=positive_int, default=16)
     parser.add_argument("--bins", type=int, default=8)
 
@@ -57,13 +64,15 @@ def config_from_args(args, kind: str, out) -> TrainConfig:
         checkpoint_every=args.checkpoint_every, eval_every=args.eval_every, patience=args.patience, kind=kind,
         loss_space=args.loss_space, output_activation=args.output_activation, fallback=args.fallback,
         min_bucket_pixels=args.min_bucket_pixels, tile_size=args.tile_size, bins=args.bins,
+        teacher=None if args.no_teacher else "auto", select_specialists=not args.keep_all_specialists,
     )
 
 
-def run_one(config: TrainConfig) -> dict:
+def run_one(config: TrainConfig, name: str | None = None) -> dict:
     from tqdm import tqdm
 
-    bar = tqdm(total=config.step_limit, desc=config.kind, unit="step", dynamic_ncols=True)
+    name = name or config.kind
+    bar = tqdm(total=config.step_limit, desc=name, unit="step", dynamic_ncols=True)
 
     def on_progress(progress) -> None:
         bar.update(progress.step - bar.n)
@@ -76,13 +85,13 @@ def run_one(config: TrainConfig) -> dict:
     finally:
         bar.close()
     if result.cancelled:
-        print(f"{config.kind}: cancelled at step {result.steps}; resume with --resume ({result.checkpoint_path})")
+        print(f"{name}: cancelled at step {result.steps}; resume with --resume ({result.checkpoint_path})")
     else:
         early = " (early stop)" if result.stopped_early else ""
         size_kb = result.bank_path.stat().st_size / 1024
-        print(f"{config.kind}: {result.bank_path} ({size_kb:.0f} KB)  val PSNR {result.val_psnr:.2f} dB after "
+        print(f"{name}: {result.bank_path} ({size_kb:.0f} KB)  val PSNR {result.val_psnr:.2f} dB after "
               f"{result.steps} steps{early}, {result.seconds:.0f} s; curve {result.curve_path}")
-    return {"kind": config.kind, "bank": str(result.bank_path), "val_psnr": result.val_psnr,
+    return {"kind": name, "bank": str(result.bank_path), "val_psnr": result.val_psnr,
             "steps": result.steps, "seconds": result.seconds, "cancelled": result.cancelled}
 
 
@@ -91,8 +100,13 @@ def run(args) -> int:
 
     kinds = [args.kind, *(kind for kind in BASELINES if kind != args.kind)] if args.baselines else [args.kind]
     outs = {kind: args.out if kind == args.kind else companion_path(args.out, f".{kind}.nfbank") for kind in kinds}
-    for out in outs.values():  # before the first step: training takes minutes
+    teacher = [] if args.no_teacher else [teacher_config(config_from_args(args, kinds[0], args.out)).out]
+    for out in [*outs.values(), *teacher]:  # before the first step: training takes minutes
         check_output(out, BANK, args.overwrite)
+    first = config_from_args(args, kinds[0], outs[kinds[0]])
+    if needs_teacher(first):  # its own bar; the models below then find it and reuse it
+        if run_one(teacher_config(first), "teacher")["cancelled"]:
+            return 130
     for kind, out in outs.items():
         if run_one(config_from_args(args, kind, out))["cancelled"]:
             return 130

@@ -1,0 +1,61 @@
+"""Keep a specialist only where it beats the shared network on held-out views (bank.md "Selection").
+
+A bucket's network sees its patch of face under the few lights of the training views that show
+it, so it can fit those views and still lose to the shared network (trained on every pixel) on a
+new view. After training, every tile of the validation views is shaded by both; a bucket whose
+network has the larger squared error over its validation pixels gets the shared network's
+weights in its slot. Buckets with fewer than `min_pixels` validation pixels cannot be judged and
+keep their own network. The test views are never looked at.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from backend.bank import SHARED_SLOT_KEY, Bank, make_bank
+from backend.evaluation import View, render_views
+from backend.hashing import gbuffer_tile_keys, pixel_tile_map
+from backend.metrics import to_display
+
+MIN_VALIDATION_PIXELS = 256
+
+
+@dataclass
+class Selection:
+    bank: Bank
+    replaced_keys: list[int]  # buckets whose slot now holds the shared network
+    judged: int  # buckets with enough validation pixels to be compared
+
+
+def _squared_error_per_slot(bank: Bank, frames, views: list[View]) -> tuple[np.ndarray, np.ndarray]:
+    """(sum of squared display error, pixel count) per slot over the views' covered pixels."""
+    errors, counts = np.zeros(bank.n_slots), np.zeros(bank.n_slots, dtype=np.int64)
+    for view, frame in zip(views, frames):
+        g = view.gbuffer
+        slots = pixel_tile_map(bank.slot_of_keys(gbuffer_tile_keys(g, bank.tile_size, bank.bins)),
+                               g.height, g.width, bank.tile_size)[view.mask]
+        diff = to_display(frame)[view.mask] - to_display(view.ground_truth)[view.mask]
+        errors += np.bincount(slots, weights=(diff.astype(np.float64) ** 2).sum(-1), minlength=bank.n_slots)
+        counts += np.bincount(slots, minlength=bank.n_slots)
+    return errors, counts
+
+
+def select_specialists(bank: Bank, views: list[View], device="cpu", min_pixels: int = MIN_VALIDATION_PIXELS) -> Selection:
+    """The bank with every bucket that loses to the shared network on `views` replaced by it."""
+    slot_keys = bank.meta["slot_keys"]
+    if bank.kind != "hash_bank" or SHARED_SLOT_KEY not in slot_keys:
+        return Selection(bank, [], 0)
+    shared = slot_keys.index(SHARED_SLOT_KEY)
+    shared_only = make_bank(bank.slots, bank.feature_mean, bank.feature_std, bank.meta)
+    shared_only.lut = np.where(bank.lut >= 0, shared, -1).astype(np.int32)
+    own_error, counts = _squared_error_per_slot(bank, render_views(bank, views, device), views)
+    # The shared-only frames, binned by the slot each pixel's tile has in the bank.
+    shared_error, _ = _squared_error_per_slot(bank, render_views(shared_only, views, device), views)
+    judged = [s for s in range(bank.n_slots) if s != shared and counts[s] >= min_pixels]
+    losers = [s for s in judged if shared_error[s] < own_error[s]]
+    slots = bank.slots.copy()
+    slots[losers] = bank.slots[shared]
+    return Selection(make_bank(slots, bank.feature_mean, bank.feature_std, bank.meta),
+                     [int(slot_keys[s]) for s in losers], len(judged))

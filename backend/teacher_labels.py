@@ -1,0 +1,44 @@
+"""Teacher labels: the unlabelled views' pixels, shaded by a trained teacher (KiloNeRF's recipe).
+
+A bucket's network only sees its patch of face under the lights of the labelled views that show
+it. Unlabelled views (a G-buffer, no path-traced ground truth: `generate --unlabelled N`) show
+every patch under many more cameras and lights; a teacher trained on every labelled pixel shades
+them, and its answers become extra training pixels, filed under their tiles' keys like any
+other. Every network (the hash bank's and the baselines') then trains on the same labelled and
+teacher-labelled pixels, each bucket still on its own pixels only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from backend.bank import Bank, companion_path
+from backend.buckets import PixelRecords, merge, sample_records
+from backend.prefilter import FilterRadii
+from backend.renderers.torch_renderer import create
+
+TEACHER_SUFFIX = ".teacher.nfbank"
+
+
+def teacher_records(teacher: Bank, dataset, indices, tile_size: int, bins: int, radii: FilterRadii,
+                    device="cpu", on_view=None) -> PixelRecords | None:
+    """Pixel records of the unlabelled views `indices` with the teacher's radiance as the target."""
+    renderer = create(teacher, device=device)
+    parts = []
+    for i in indices:
+        gbuffer = dataset.load_gbuffer(i)
+        gbuffer.background = None
+        frame = renderer.render(gbuffer)
+        parts.append(sample_records(gbuffer, np.ascontiguousarray(frame[..., :3].transpose(2, 0, 1)),
+                                    tile_size, bins, radii))
+        if on_view:
+            on_view(i)
+    parts = [p for p in parts if len(p)]
+    return merge(parts) if parts else None
+
+
+def teacher_path(bank_path) -> Path:
+    """Where `train` keeps the teacher of the bank at bank_path."""
+    return companion_path(bank_path, TEACHER_SUFFIX)
