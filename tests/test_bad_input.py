@@ -21,6 +21,7 @@ from backend.bank import random_bank, save_bank
 from backend.dataset import open_dataset
 from backend.hashing import gbuffer_tile_keys
 from conftest import run_backend
+from service_process import start_service, stop_service
 
 UNWRITABLE = "/sys/neural-face-test"  # a folder nobody, root included, may create files in
 
@@ -177,8 +178,10 @@ def workspace(suzanne_dataset, suzanne_blend, tmp_path_factory) -> dict[str, str
     paths["notes"].write_text("my notes, not a bank\n")
     paths["holiday_png"].write_bytes(b"\x89PNG\r\n\x1a\n not a render of ours")
     (ws / "taken.single_cost.nfbank").write_text("a file of the user's\n")
+    np.save(ws / "measurements.npy", np.arange(12))  # a user's array: not a [H, W, 4] float32 frame
     paths["photos"].mkdir()
     (paths["photos"] / "beach.jpg").write_bytes(b"\xff\xd8\xff")
+    (ws / "folder.npy").mkdir()
     for folder in ("folder_png", "empty_dir", "broken_dataset"):
         paths[folder].mkdir()
     manifest = (suzanne_dataset / "manifest.json").read_bytes()
@@ -219,3 +222,49 @@ def test_every_command_is_swept():
 
     swept = {args[0] for args, _ in CASES.values()}
     assert swept == set(COMMANDS) - {"demo"}  # demo only chains generate, train and report
+
+
+SERVICE_CASES = {  # the service's jobs follow the same output rule: refused before a job starts
+    "train bank a foreign file": ("/train", {"bank": "{notes}"}, "did not write"),
+    "train bank a folder": ("/train", {"bank": "{photos}"}, "is a folder"),
+    "train report_dir a file": ("/train", {"report_dir": "{notes}"}, "is a file"),
+    "train report_dir a foreign folder": ("/train", {"report_dir": "{photos}"}, '"overwrite": true'),
+    "render out a foreign array": ("/render", {"out": "{ws}/measurements.npy"}, "did not write"),
+    "render out a folder": ("/render", {"out": "{ws}/folder.npy"}, "is a folder"),
+}
+
+
+@pytest.fixture(scope="module")
+def service(workspace, tmp_path_factory):
+    service = start_service([Path(workspace["ws"]), Path(workspace["dataset"])], tmp_path_factory.mktemp("service"))
+    yield service
+    stop_service(service)
+
+
+@pytest.mark.parametrize("case", list(SERVICE_CASES))
+def test_service_refuses_outputs_it_did_not_write(case, workspace, service):
+    route, fields, fragment = SERVICE_CASES[case]
+    body = {"dataset": workspace["dataset"]} if route == "/train" else \
+        {"bank": workspace["bank"], "gbuffer": workspace["gbuffer"], "renderer": "torch"}
+    body.update({key: value.format(**workspace) for key, value in fields.items()})
+    before = snapshot(workspace["ws"], workspace["dataset"])
+    with service.client() as client:
+        answer = client.post(route, json=body)
+    assert answer.status_code == 422 and fragment in answer.json()["detail"], answer.text
+    assert snapshot(workspace["ws"], workspace["dataset"]) == before
+
+
+def test_service_replaces_its_own_frame_and_a_foreign_one_only_when_asked(workspace, service):
+    body = {"bank": workspace["bank"], "gbuffer": workspace["gbuffer"], "renderer": "torch"}
+    tmp_path = Path(workspace["ws"]) / "frames"  # inside the service's allowed folders
+    tmp_path.mkdir()
+    foreign = tmp_path / "foreign.npy"
+    np.save(foreign, np.arange(3))
+    with service.client() as client:
+        own = {**body, "out": str(tmp_path / "frame.npy")}
+        assert client.post("/render", json=own).status_code == 200
+        assert client.post("/render", json=own).status_code == 200  # its own frame: replaced
+        assert client.post("/render", json={**body, "out": str(foreign)}).status_code == 422
+        assert np.load(foreign).shape == (3,)
+        assert client.post("/render", json={**body, "out": str(foreign), "overwrite": True}).status_code == 200
+    assert np.load(foreign).shape == (64, 64, 4)
