@@ -197,7 +197,7 @@ def _build(work: Path, bank_path: Path, dataset, models: dict[str, Bank], views:
         renderer = renderers[name] = get_renderer(renderer_name, model, **_options(renderer_name, device))
         results[name] = {"bank": str(paths[name]), "kind": model.kind, "slots": model.n_slots,
                          "layers": model.layers, "parameters": int(model.slots.size),
-                         "bytes": int(model.slots.nbytes), "provenance": model.meta.get("provenance", {})}
+                         "bytes": int(model.slots.nbytes), "provenance": model.provenance}
         for split, split_views in views.items():
             if not split_views:
                 continue
@@ -235,9 +235,9 @@ def _build(work: Path, bank_path: Path, dataset, models: dict[str, Bank], views:
         "headline": headline,
         "models": results,
         "unseen_key_share": {s: unseen_share(bank, v) for s, v in views.items() if v},
-        "fallback": {**bank.meta["fallback"],
-                     "val_psnr_by_mode": bank.meta.get("provenance", {}).get("fallback_val_psnr", {})},
-        "buckets": {"slots": bank.n_slots, "slot_keys": bank.meta["slot_keys"], "slot_pixels": bank.meta["slot_pixels"]},
+        "fallback": {"mode": bank.fallback_mode, "slot": bank.fallback_slot,
+                     "val_psnr_by_mode": bank.provenance.get("fallback_val_psnr", {})},
+        "buckets": {"slots": bank.n_slots, "slot_keys": bank.slot_keys, "slot_pixels": bank.slot_pixels},
         "timing": {"resolution": [width, height], "neural_ms_per_frame": neural_ms, "neural_renderer": renderer_name,
                    "cycles_s_per_frame": cycles_s,
                    "cycles_source": "mean ground-truth render seconds of the test samples, recorded in the "
@@ -266,7 +266,7 @@ def _figures(work: Path, bank: Bank, results: dict, view: View, bank_path: Path)
     files = {
         "keys": figures.save_png(figures.key_picture(keys, seen, albedo.shape[:2], bank.tile_size, albedo),
                                  work / "tile_keys.png", scale=2),
-        "buckets": figures.bucket_chart(bank.meta["slot_pixels"], work / "bucket_sizes.png"),
+        "buckets": figures.bucket_chart(bank.slot_pixels, work / "bucket_sizes.png"),
         "seams": figures.bar_chart({n: r["test"]["seam_step_ratio"] or 0.0 for n, r in results.items()},
                                    work / "tile_seams.png", "Tile seams on test views",
                                    "step error across / within tiles", reference=1.0),

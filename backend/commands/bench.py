@@ -57,7 +57,7 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
 
 def training_summary(bank) -> str:
     """How long training took to reach the validation PSNR the bank reports (from its provenance)."""
-    provenance = bank.meta.get("provenance", {})
+    provenance = bank.provenance
     best = next((h for h in provenance.get("history", []) if h["step"] == provenance.get("best_step")), None)
     if best is None:
         return "no training history in the bank"

@@ -36,8 +36,8 @@ def kernel_bank(bank: Bank, weights: str = "bank", min_blocks_per_sm: int = 1) -
     check_bank(bank)
     if weights not in ("bank", "float16"):
         raise BankError(f"weights must be 'bank' or 'float16', got {weights!r}")
-    if bank.meta.get("hidden_activation", "relu") != "relu":
-        raise BankError(f"the kernel implements ReLU hidden layers, the bank uses {bank.meta['hidden_activation']!r}")
+    if bank.hidden_activation != "relu":
+        raise BankError(f"the kernel implements ReLU hidden layers, the bank uses {bank.hidden_activation!r}")
     config = KernelConfig.from_bank(bank, min_blocks_per_sm=min_blocks_per_sm)
     if weights == "float16":
         config = KernelConfig(config.layers, config.tile_size, config.bins, config.output_activation, True,
