@@ -91,6 +91,16 @@ class ServiceClient:
     def cancel_training(self, job_id: str) -> dict:
         return self._json("POST", f"/train/{urllib.parse.quote(job_id)}/cancel")
 
+    def start_dataset(self, scene: str, out: str, settings: dict, cluster: str) -> dict:
+        """Generate Dataset on the service's Ray cluster, which must be `cluster` (docs/cluster.md)."""
+        return self._json("POST", "/dataset", {"scene": scene, "out": out, "settings": settings, "cluster": cluster})
+
+    def dataset_status(self, job_id: str) -> dict:
+        return self._json("GET", f"/dataset/{urllib.parse.quote(job_id)}")
+
+    def cancel_dataset(self, job_id: str) -> dict:
+        return self._json("POST", f"/dataset/{urllib.parse.quote(job_id)}/cancel")
+
     def render(self, bank: str, gbuffer: str, renderer: str = "auto", out: str | None = None) -> dict:
         payload = {"bank": bank, "gbuffer": gbuffer, "renderer": renderer}
         if out is not None:
@@ -130,14 +140,16 @@ def default_python() -> str:
 
 
 class LocalService:
-    """`python -m backend serve` on a free loopback port, allowed to touch `folders` and its temp folder."""
+    """`python -m backend serve` on a free loopback port, allowed to touch `folders` and its temp folder;
+    with `cluster` ({"address", "token_file"}), it renders Generate Dataset requests on that Ray cluster."""
 
-    def __init__(self, python: str, folders: list[str]):
+    def __init__(self, python: str, folders: list[str], cluster: dict | None = None):
         if not python or not Path(python).is_file():
             raise ServiceUnreachable(
                 f"backend Python interpreter not found: {python!r}; set it in the add-on preferences "
                 f"(the project's .venv/bin/python) or give the URL of a running service")
         self.folders = sorted({str(Path(f).resolve()) for f in folders})
+        self.cluster = cluster
         self.temp = tempfile.mkdtemp(prefix="neural-face-addon-")
         token = secrets.token_urlsafe(32)
         ready = Path(self.temp) / "ready.json"
@@ -147,6 +159,9 @@ class LocalService:
                    "--parent-pid", str(os.getpid())]  # the service stops by itself if Blender is killed
         for folder in self.folders:
             command += ["--allow", folder]
+        if cluster:
+            command += ["--cluster", cluster["address"]]
+            command += ["--cluster-token-file", cluster["token_file"]] if cluster.get("token_file") else []
         with open(self.log_path, "w") as log:
             # The token travels in the environment, not on the command line other users can read.
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
@@ -203,22 +218,26 @@ _local: LocalService | None = None
 _local_lock = threading.Lock()
 
 
-def local_service(python: str, folders: list[str]) -> ServiceClient:
-    """The add-on's own service, started (or restarted with more allowed folders) when needed."""
+def local_service(python: str, folders: list[str], cluster: dict | None = None) -> ServiceClient:
+    """The add-on's own service, started (or restarted with more allowed folders, or for another
+    cluster when one is asked for) when needed."""
     global _local
     with _local_lock:
-        if _local is None or not _local.alive() or not _local.covers(folders):
+        if _local is None or not _local.alive() or not _local.covers(folders) or \
+                (cluster is not None and cluster != _local.cluster):
             previous = _local.folders if _local is not None and _local.alive() else []
+            kept_cluster = cluster if cluster is not None else (_local.cluster if _local is not None else None)
             _stop_locked()
-            _local = LocalService(python, previous + list(folders))
+            _local = LocalService(python, previous + list(folders), kept_cluster)
         return _local.client
 
 
-def connect(connection: dict, folders: list[str]) -> ServiceClient:
-    """A client for `connection` (from preferences.connection): the given URL, or the add-on's own service."""
+def connect(connection: dict, folders: list[str], cluster: dict | None = None) -> ServiceClient:
+    """A client for `connection` (from preferences.connection): the given URL, or the add-on's own service
+    (started with `cluster`, from preferences.cluster, when given)."""
     if "url" in connection:
         return ServiceClient(connection["url"], connection["token"])
-    return local_service(connection["python"], folders)
+    return local_service(connection["python"], folders, cluster)
 
 
 def stop_local_service() -> None:

@@ -4,7 +4,8 @@ Usage: python blender_preview_session.py SCENE.blend RESULT.json ACTION [key=val
 ACTION: preview, train, live (the change detector), live_frames (the Live timer's callback, pumped
 as Blender's event loop would: timers never fire in background mode), cancel (cancels, and a
 worker that does not answer in time), snapshots (which edits write a new snapshot of the target)
-or hold_worker (one preview, then the worker's pid in RESULT.json and wait to be killed).
+hold_worker (one preview, then the worker's pid in RESULT.json and wait to be killed) or dataset
+(Generate Dataset on the Ray cluster given as cluster=HOST:PORT token_file=FILE, through the service).
 Enables the add-on as Blender does, sets up Suzanne with a camera and a point light, runs the
 operator, and writes what the test checks into RESULT.json (and the preview image as .npy).
 """
@@ -258,6 +259,12 @@ def main(scene_path: str, result_path: str, action: str, options: dict) -> None:
         result.update(cancel_then_preview())
     elif action == "live":
         result["changed"] = live_signature_changes(scene)
+    elif action == "dataset":
+        prefs.cluster, prefs.cluster_token_file = options["cluster"], options["token_file"]
+        props = scene.neural_face_dataset
+        props.output_dir, props.samples, props.resolution = options["dataset"], 3, (48, 48)
+        props.gt_samples, props.gbuffer_light_samples, props.seed = 256, 2, 5
+        result["operator"], result["error"] = run_operator(bpy.ops.neural_face.generate_dataset)
     elif action == "live_frames":
         scene.neural_face_preview.resolution, scene.neural_face_preview.renderer = 32, "torch"
         result.update(live_frames(scene))

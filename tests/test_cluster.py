@@ -270,3 +270,17 @@ def test_driver_without_the_heads_token_is_refused(ray_head, suzanne_blend, tmp_
     assert "requires an auth token" in last_line and "--cluster-token-file" in last_line
     assert time.monotonic() - start < 45  # Ray itself retries for 20 s
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_addon_generates_on_the_cluster_through_its_service(ray_head, suzanne_blend, tmp_path):
+    """Blender's Generate Dataset with "Render on Cluster" set: the add-on starts its service with --cluster."""
+    from test_preview_addon import blender_session
+
+    out = tmp_path / "from_blender"
+    result = blender_session(suzanne_blend, tmp_path / "dataset.json", "dataset", tmp_path, python=sys.executable,
+                             bank=tmp_path / "unused.nfbank", dataset=out, cluster=ray_head.address,
+                             token_file=ray_head.token_file)
+    assert result["operator"] == ["FINISHED"], result
+    assert "on 1 cluster workers" in result["stdout"]
+    assert_complete_and_valid(out, 3)
