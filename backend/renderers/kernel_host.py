@@ -11,7 +11,7 @@ import numpy as np
 
 from backend.bank import Bank, check_bank
 from backend.errors import BankError, GBufferError
-from backend.gbuffer import FIXED_PLANES, LIGHT_FIELDS, PLANES_PER_LIGHT, GBuffer
+from backend.gbuffer import GBuffer
 from backend.kernel_build import KernelBuildError, KernelConfig
 
 MAX_GRID_Y = 65535  # CUDA's limit on gridDim.y (tile rows)
@@ -61,31 +61,11 @@ def launch_grid(gbuffer: GBuffer, config: KernelConfig) -> tuple[int, int, int]:
 
 
 def check_gbuffer(gbuffer: GBuffer, config: KernelConfig) -> None:
-    """GBufferError unless every array the kernel indexes has the shape, dtype and layout it assumes."""
+    """GBufferError unless the kernel can take the frame: a GBuffer (whose arrays it keeps float32,
+    C-contiguous and of matching shapes whenever they change) within one launch's grid."""
     if not isinstance(gbuffer, GBuffer):
         raise GBufferError(f"expected a backend.gbuffer.GBuffer, got {type(gbuffer).__name__}")
-    where = gbuffer.source
-    arrays = {"planes": gbuffer.planes, "lights": gbuffer.lights, "camera_position": gbuffer.camera_position}
-    if gbuffer.background is not None:
-        arrays["background"] = gbuffer.background
-    for name, array in arrays.items():
-        if not isinstance(array, np.ndarray) or array.dtype != np.float32 or not array.flags.c_contiguous:
-            kind = getattr(array, "dtype", type(array).__name__)
-            raise GBufferError(f"{where}: {name} must be a C-contiguous float32 numpy array, got {kind}")
-    planes, lights = gbuffer.planes, gbuffer.lights
-    if planes.ndim != 3 or planes.shape[1] == 0 or planes.shape[2] == 0:
-        raise GBufferError(f"{where}: planes must be [C, H, W] with H, W > 0, got {planes.shape}")
-    if lights.ndim != 2 or lights.shape[0] < 1 or lights.shape[1] != LIGHT_FIELDS:
-        raise GBufferError(f"{where}: lights must be [L >= 1, {LIGHT_FIELDS}], got {lights.shape}")
-    channels = FIXED_PLANES + PLANES_PER_LIGHT * lights.shape[0]
-    if planes.shape[0] != channels:
-        raise GBufferError(f"{where}: {planes.shape[0]} planes for {lights.shape[0]} light(s); the kernel reads "
-                           f"{channels} (12 fixed + 3 per light)")
-    if gbuffer.camera_position.shape != (3,):
-        raise GBufferError(f"{where}: camera_position must have 3 values, got {gbuffer.camera_position.shape}")
-    _, h, w = planes.shape
-    if gbuffer.background is not None and gbuffer.background.shape != (3, h, w):
-        raise GBufferError(f"{where}: background is {gbuffer.background.shape}, expected (3, {h}, {w})")
-    tile_rows = -(-h // config.tile_size)
+    tile_rows = -(-gbuffer.height // config.tile_size)
     if tile_rows > MAX_GRID_Y:
-        raise GBufferError(f"{where}: {w}x{h} is too large for one launch ({tile_rows} tile rows, at most {MAX_GRID_Y})")
+        raise GBufferError(f"{gbuffer.source}: {gbuffer.width}x{gbuffer.height} is too large for one launch "
+                           f"({tile_rows} tile rows, at most {MAX_GRID_Y})")
