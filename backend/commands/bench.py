@@ -20,7 +20,6 @@ import numpy as np
 from backend.commands.argument_types import positive_float, positive_int
 from backend.errors import UserError
 
-HELP = "Print renderer speed figures"
 RENDERER_CHOICES = ("torch", "pycuda", "emulated", "all")
 GPU_SIZES = "512,1920x1080,3840x2160"
 CPU_SIZES = "256,512"

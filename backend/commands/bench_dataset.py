@@ -14,8 +14,6 @@ from pathlib import Path
 from backend.commands.example import ensure_example
 from backend.commands.generate import import_addon, quiet_stdout
 
-HELP = "Print dataset generation speed and memory figures"
-
 
 def add_arguments(parser) -> None:
     parser.add_argument("--samples", type=int, default=50, help="samples to render (default 50)")

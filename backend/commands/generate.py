@@ -11,7 +11,6 @@ from pathlib import Path
 
 from backend.errors import UserError
 
-HELP = "Render a dataset (G-buffer + Cycles ground truth) with Blender"
 MAX_SIDE = 8192
 
 
