@@ -147,16 +147,6 @@ def torch_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def pycuda_available() -> bool:
-    from backend.renderers.pycuda_renderer import cuda_driver
-
-    try:
-        cuda_driver()
-    except UserError:
-        return False
-    return True
-
-
 def random_bench_bank(frames, like=None):
     """Random bank with a network per tile key of the frames, or with `like`'s shape and one shared network."""
     from backend.bank import random_bank
@@ -225,10 +215,12 @@ def run(args) -> int:
     from backend.bank import bank_summary, load_bank
     from backend.synthetic import sphere_gbuffer
 
-    has_cuda = pycuda_available() or torch_device() == "cuda"
+    from backend.renderers.pycuda_renderer import cuda_available
+
+    has_cuda = cuda_available() or torch_device() == "cuda"
     sizes = parse_sizes(args.sizes or (GPU_SIZES if has_cuda else CPU_SIZES))
     names = ["torch", "pycuda", "emulated"] if args.renderer == "all" else [args.renderer]
-    if args.renderer == "all" and not pycuda_available():
+    if args.renderer == "all" and not cuda_available():
         names.remove("pycuda")
         print("pycuda: skipped (no PyCUDA or no CUDA device)")
     frames = [sphere_gbuffer(h, w, n_lights=args.lights, seed=0) for w, h in sizes]

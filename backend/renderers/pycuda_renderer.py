@@ -24,23 +24,38 @@ _MODULES: dict[tuple[int, str], object] = {}  # (device ordinal, cubin path) -> 
 
 
 class CudaUnavailable(UserError):
-    """PyCUDA or a CUDA device is missing."""
+    """PyCUDA or a CUDA device is missing; `reason` says which in a few words."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
 
 
 def cuda_driver():
-    """pycuda.driver, initialised, or CudaUnavailable saying what is missing."""
+    """pycuda.driver, initialised, or CudaUnavailable saying what is missing: the one CUDA probe of
+    the kernel's renderer, the automatic choice and the benchmark."""
     try:
         import pycuda.driver as cuda
     except ImportError as exc:
-        raise CudaUnavailable(f"the pycuda renderer needs PyCUDA: pip install -e \".[cuda]\" ({exc})") from exc
+        raise CudaUnavailable(f"the pycuda renderer needs PyCUDA: pip install -e \".[cuda]\" ({exc})",
+                              "pycuda is not installed") from exc
     try:
         cuda.init()
         count = cuda.Device.count()
     except Exception as exc:  # pycuda raises its own error types when the driver is missing
-        raise CudaUnavailable(f"no usable CUDA driver ({exc}); use --renderer torch") from exc
+        raise CudaUnavailable(f"no usable CUDA driver ({exc}); use --renderer torch",
+                              f"no usable CUDA driver ({exc})") from exc
     if count == 0:
-        raise CudaUnavailable("no CUDA device found; use --renderer torch")
+        raise CudaUnavailable("no CUDA device found; use --renderer torch", "no CUDA device found")
     return cuda
+
+
+def cuda_available() -> bool:
+    try:
+        cuda_driver()
+    except CudaUnavailable:
+        return False
+    return True
 
 
 class _FrameBuffers:
