@@ -6,9 +6,7 @@ Ray reads its environment when it is imported, so `connect` sets it first:
   port to 127.0.0.1 instead of replacing 127.0.0.1 with the machine's network address;
 - with a token file, RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH; a local cluster gets a fresh
   random token of its own (else Ray would write one to ~/.ray/auth_token, and every later
-  `ray start --head` of the user would silently require it);
-- Ray's C++ warnings off the driver's terminal (RAY_BACKEND_LOG_LEVEL=error): it retries a
-  refused connection with a warning a second, and the one-line error says what went wrong.
+  `ray start --head` of the user would silently require it).
 An unreachable address fails within seconds: a TCP probe first (ray.init itself retries for minutes),
 then a watchdog on ray.init for a port that answers but is no Ray head.
 """
@@ -80,8 +78,7 @@ def local_layout(workers: int) -> tuple[int, int]:
 
 
 def ray_environment(address: ClusterAddress, token_file: str | None) -> dict[str, str]:
-    env = {name: os.environ.get(name, default) for name, default in
-           (("RAY_USAGE_STATS_ENABLED", "0"), ("RAY_BACKEND_LOG_LEVEL", "error"))}
+    env = {"RAY_USAGE_STATS_ENABLED": os.environ.get("RAY_USAGE_STATS_ENABLED", "0")}
     if address.is_local and not token_file:
         env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
     if address.is_loopback:

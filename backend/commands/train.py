@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from backend.commands.argument_types import non_negative_int, positive_float, positive_int, torch_device
+from backend.commands.generate import cluster_address
 from backend.training import KINDS, LOSS_SPACES, TrainConfig, companion_path, train
 
 HELP = "Train one network per tile-hash bucket and write a weight bank"
@@ -48,6 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pixels a key needs for a network of its own (default 0.25%% of the training pixels)")
     parser.add_argument("--tile-size", type=positive_int, default=16)
     parser.add_argument("--bins", type=int, default=8)
+    parser.add_argument("--cluster", type=cluster_address, metavar="ADDRESS",
+                        help="train on a node of this Ray cluster (HOST:PORT or local; a GPU node with --device "
+                             "cuda) and bring the bank back (docs/cluster.md)")
+    parser.add_argument("--cluster-token-file", metavar="FILE", help="the cluster head's auth token")
 
 
 def config_from_args(args, kind: str, out) -> TrainConfig:
@@ -60,7 +65,7 @@ def config_from_args(args, kind: str, out) -> TrainConfig:
     )
 
 
-def run_one(config: TrainConfig) -> dict:
+def run_one(config: TrainConfig, cluster=None, token_file: str | None = None) -> dict:
     from tqdm import tqdm
 
     bar = tqdm(total=config.step_limit, desc=config.kind, unit="step", dynamic_ncols=True)
@@ -72,7 +77,12 @@ def run_one(config: TrainConfig) -> dict:
         bar.set_postfix_str(f"{progress.phase} loss={progress.loss:.4g} val={psnr}{eta}", refresh=False)
 
     try:
-        result = train(config, on_progress=on_progress)
+        if cluster is None:
+            result = train(config, on_progress=on_progress)
+        else:
+            from backend.cluster.training import train_on_cluster
+
+            result = train_on_cluster(config, cluster, token_file, on_progress)
     finally:
         bar.close()
     if result.cancelled:
@@ -94,6 +104,6 @@ def run(args) -> int:
     for out in outs.values():  # before the first step: training takes minutes
         check_output(out, BANK, args.overwrite)
     for kind, out in outs.items():
-        if run_one(config_from_args(args, kind, out))["cancelled"]:
+        if run_one(config_from_args(args, kind, out), args.cluster, args.cluster_token_file)["cancelled"]:
             return 130
     return 0
