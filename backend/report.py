@@ -159,7 +159,8 @@ def write_report(bank_path, data_dir, out_dir, renderer: str = "torch", device: 
     splits = {s: dataset.indices(s) for s in ("val", "test")}
     if not splits["test"]:
         raise DatasetError(f"{dataset.root}: the dataset has no test samples to report on; generate more samples")
-    models = {name: load_bank(path) for name, path in find_models(bank_path).items()}
+    paths = find_models(bank_path)
+    models = {name: load_bank(path) for name, path in paths.items()}
     check()
     views = {s: load_views(dataset, ids) for s, ids in splits.items()}
     check()
@@ -168,7 +169,7 @@ def write_report(bank_path, data_dir, out_dir, renderer: str = "torch", device: 
     os.chmod(work, 0o755)  # mkdtemp's 0700 would make the finished report private
     old = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.old")
     try:
-        metrics = _build(work, bank_path, dataset, models, views, renderer, device, check)
+        metrics = _build(work, paths, dataset, models, views, renderer, device, check)
         (work / "metrics.json").write_text(json.dumps(metrics, indent=2))
         (work / "index.html").write_text(_html(metrics))
         check()
@@ -186,10 +187,10 @@ def _options(name: str, device: str) -> dict:
     return {"device": device} if name == "torch" else {}
 
 
-def _build(work: Path, bank_path: Path, dataset, models: dict[str, Bank], views: dict, renderer_name: str,
+def _build(work: Path, paths: dict[str, Path], dataset, models: dict[str, Bank], views: dict, renderer_name: str,
            device: str, check: Callable[[], None]) -> dict:
     bank = models["hash_bank"]
-    paths = find_models(bank_path)
+    bank_path = paths["hash_bank"]
     results: dict[str, dict] = {}
     pictures: list[dict] = []
     renderers = {}
