@@ -11,7 +11,7 @@ def choose() -> tuple[str, str]:
         cuda = cuda_driver()
     except CudaUnavailable as exc:
         return "torch", exc.reason
-    from backend.kernel_build import find_nvcc
+    from backend.renderers.kernel_build import find_nvcc
 
     if find_nvcc() is None:  # the kernel is compiled for the device's architecture at first use
         return "torch", f"CUDA device {cuda.Device(0).name()} found, but nvcc (the CUDA toolkit) is not"

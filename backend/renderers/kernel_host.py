@@ -12,7 +12,7 @@ import numpy as np
 from backend.bank import Bank, check_bank
 from backend.errors import BankError, GBufferError
 from backend.gbuffer import GBuffer
-from backend.kernel_build import KernelBuildError, KernelConfig
+from backend.renderers.kernel_build import KernelBuildError, KernelConfig
 
 MAX_GRID_Y = 65535  # CUDA's limit on gridDim.y (tile rows)
 

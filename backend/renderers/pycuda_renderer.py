@@ -1,8 +1,8 @@
 """The tile kernel on a CUDA GPU, launched with PyCUDA (the optional `cuda` extra, imported lazily).
 
-The cubin is built once per bank shape and device architecture (cached on disk by
-backend.kernel_build) and loaded once per process; the bank is uploaded once; device buffers are
-kept and reused while frames keep their size. Per frame: upload the G-buffer, launch one block
+The cubin is built once per bank shape and device architecture (cached on disk by kernel_build)
+and loaded once per process; the bank is uploaded once; device buffers are kept and reused while
+frames keep their size. Per frame: upload the G-buffer, launch one block
 per tile, download the frame. Every check (G-buffer shape and dtype, bank against shared memory,
 CUDA device present) runs before anything is launched.
 """
@@ -17,7 +17,7 @@ import numpy as np
 from backend.bank import Bank
 from backend.errors import BankError, UserError
 from backend.gbuffer import GBuffer
-from backend.kernel_build import KERNEL_NAME, build_cubin
+from backend.renderers.kernel_build import KERNEL_NAME, build_cubin
 from backend.renderers.kernel_host import check_gbuffer, kernel_bank, launch_grid
 
 _MODULES: dict[tuple[int, str], object] = {}  # (device ordinal, cubin path) -> loaded module
