@@ -14,22 +14,22 @@ progress bar follows the service's job, with the live workers, and Esc cancels i
 import json
 import os
 import queue
-import subprocess
 import tempfile
 import threading
 import time
 
 import bpy
 
-from . import worker
 from .dataset_worker import PROGRESS_PREFIX
 from .dataset_job import DatasetJob
 from .errors import InputError
 from .preferences import cluster, connection
+from .processes import ChildProcess, blender_command
 from .scene_setup import ensure_material, find_target
 from .service_client import ServiceError, connect
 
 POLL_S = 0.5
+STOP_TIMEOUT_S = 10.0
 
 
 def make_job(context) -> DatasetJob:
@@ -182,20 +182,18 @@ class NEURALFACE_OT_generate_dataset(bpy.types.Operator):
     def _start_worker(self, job: DatasetJob) -> None:
         self._tempdir = tempfile.TemporaryDirectory(prefix="neural_face_")
         scene_copy = save_scene_copy(self._tempdir.name)
-        command = worker.command("dataset", scene_copy, job.out_dir, json.dumps(job.settings.to_json()))
-        self._log_path = os.path.join(self._tempdir.name, "worker.log")
-        with open(self._log_path, "w") as log:  # a file, not a pipe: an unread pipe could stall the worker
-            self._worker = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True,
-                                            creationflags=worker.NO_CONSOLE)
+        command = blender_command("dataset", scene_copy, job.out_dir, json.dumps(job.settings.to_json()))
+        self._worker = ChildProcess(command, os.path.join(self._tempdir.name, "worker.log"), stdout_pipe=True,
+                                    text=True)
         self._progress = queue.Queue()
-        threading.Thread(target=_read_progress, args=(self._worker.stdout, self._progress), daemon=True).start()
+        threading.Thread(target=_read_progress, args=(self._worker.process.stdout, self._progress),
+                         daemon=True).start()
 
     def modal(self, context, event):
         if self._watcher is not None:
             return self._modal_cluster(context, event)
         if event.type == "ESC":
-            self._worker.terminate()
-            self._worker.wait()
+            self._worker.stop(timeout_s=STOP_TIMEOUT_S)  # a killed worker still leaves a valid dataset
             return self._finish(context, {"WARNING"}, f"Cancelled: {self._done} of {self._total} samples kept "
                                                       "in the dataset; run again to resume")
         if event.type != "TIMER":
@@ -206,12 +204,11 @@ class NEURALFACE_OT_generate_dataset(bpy.types.Operator):
             if self._first_done is None:
                 self._first_done, self._first_time = self._done, now
         self._show(context)
-        if self._worker.poll() is None:
+        if self._worker.alive():
             return {"RUNNING_MODAL"}
-        if self._worker.returncode != 0:
-            with open(self._log_path) as log:
-                error = log.read().strip().splitlines()
-            message = error[-1] if error else f"dataset worker exited with code {self._worker.returncode}"
+        if self._worker.process.returncode != 0:
+            error = [line for line in self._worker.log_tail(20) if line.strip()]
+            message = error[-1] if error else f"dataset worker exited with code {self._worker.process.returncode}"
             return self._finish(context, {"ERROR"}, message)
         return self._finish(context, {"INFO"}, f"Dataset written to {self._out_dir} ({self._done} samples)")
 

@@ -7,15 +7,12 @@ No bpy here, so it can be used from worker threads. The add-on either connects t
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import secrets
 import shutil
 import socket
-import subprocess
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -23,7 +20,7 @@ import urllib.request
 from pathlib import Path
 
 from .atomic import atomic_open
-from .worker import NO_CONSOLE, log_tail
+from .processes import ChildProcess, SessionSingleton
 
 STARTUP_TIMEOUT_S = 90.0  # first start imports torch; a cold disk cache can take a while
 STOP_TIMEOUT_S = 15.0  # the service's own shutdown (a training job's last step, open requests) takes up to 10 s
@@ -162,10 +159,9 @@ class LocalService:
         if cluster:
             command += ["--cluster", cluster["address"]]
             command += ["--cluster-token-file", cluster["token_file"]] if cluster.get("token_file") else []
-        with open(self.log_path, "w") as log:
-            # The token travels in the environment, not on the command line other users can read.
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                            env={**os.environ, "NEURAL_FACE_TOKEN": token}, creationflags=NO_CONSOLE)
+        # The token travels in the environment, not on the command line other users can read.
+        self.child = ChildProcess(command, self.log_path, env={**os.environ, "NEURAL_FACE_TOKEN": token})
+        self.process = self.child.process
         try:
             self.client = ServiceClient(self._wait_ready(ready), token)
             self._wait_healthy()
@@ -195,41 +191,34 @@ class LocalService:
                 time.sleep(0.1)
 
     def log_tail(self, lines: int = 15) -> str:
-        return "\n".join(log_tail(self.log_path, lines))
+        return "\n".join(self.child.log_tail(lines))
 
     def covers(self, folders: list[str]) -> bool:
         return all(any(Path(f).resolve().is_relative_to(root) for root in self.folders) for f in folders)
 
     def alive(self) -> bool:
-        return self.process.poll() is None
+        return self.child.alive()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        self.child.stop(STOP_TIMEOUT_S)
         shutil.rmtree(self.temp, ignore_errors=True)
 
 
-_local: LocalService | None = None
-_local_lock = threading.Lock()
+_local = SessionSingleton(LocalService.stop)
 
 
 def local_service(python: str, folders: list[str], cluster: dict | None = None) -> ServiceClient:
     """The add-on's own service, started (or restarted with more allowed folders, or for another
     cluster when one is asked for) when needed."""
-    global _local
-    with _local_lock:
-        if _local is None or not _local.alive() or not _local.covers(folders) or \
-                (cluster is not None and cluster != _local.cluster):
-            previous = _local.folders if _local is not None and _local.alive() else []
-            kept_cluster = cluster if cluster is not None else (_local.cluster if _local is not None else None)
-            _stop_locked()
-            _local = LocalService(python, previous + list(folders), kept_cluster)
-        return _local.client
+    def usable(service: LocalService) -> bool:
+        return service.alive() and service.covers(folders) and cluster in (None, service.cluster)
+
+    def start(previous: LocalService | None) -> LocalService:  # it keeps what the one before was allowed
+        if previous is None:
+            return LocalService(python, list(folders), cluster)
+        return LocalService(python, previous.folders + list(folders), cluster or previous.cluster)
+
+    return _local.get(usable, start).client
 
 
 def connect(connection: dict, folders: list[str], cluster: dict | None = None) -> ServiceClient:
@@ -241,15 +230,4 @@ def connect(connection: dict, folders: list[str], cluster: dict | None = None) -
 
 
 def stop_local_service() -> None:
-    with _local_lock:
-        _stop_locked()
-
-
-def _stop_locked() -> None:
-    global _local
-    if _local is not None:
-        _local.stop()
-        _local = None
-
-
-atexit.register(stop_local_service)
+    _local.stop()
