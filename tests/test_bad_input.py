@@ -224,6 +224,23 @@ def test_every_command_is_swept():
     assert swept == set(COMMANDS) - {"demo"}  # demo only chains generate, train and report
 
 
+def test_outputs_of_ours_are_replaced_and_a_foreign_one_only_with_overwrite(workspace, tmp_path):
+    """The other side of the rule: a render replaces its own image, and --overwrite a foreign one."""
+    foreign = tmp_path / "holiday.png"
+    foreign.write_bytes(Path(workspace["holiday_png"]).read_bytes())
+    render = ["render", "--bank", workspace["bank"], "--gbuffer", workspace["gbuffer"]]
+    for out in (tmp_path / "frame.png", tmp_path / "frame.exr"):
+        for _ in range(2):
+            result = run_backend(*render, "--out", out)
+            assert result.returncode == 0, result.stderr[-2000:]
+    assert run_backend(*render, "--out", foreign).returncode == 2
+    assert run_backend(*render, "--out", foreign, "--overwrite").returncode == 0
+    from backend.outputs import BANK, IMAGE, check_output
+
+    check_output(foreign, IMAGE)  # now a render of ours
+    check_output(workspace["bank"], BANK)
+
+
 SERVICE_CASES = {  # the service's jobs follow the same output rule: refused before a job starts
     "train bank a foreign file": ("/train", {"bank": "{notes}"}, "did not write"),
     "train bank a folder": ("/train", {"bank": "{photos}"}, "is a folder"),
