@@ -8,7 +8,6 @@ from backend.commands.argument_types import non_negative_int, positive_float, po
 from backend.commands.generate import cluster_address
 from backend.training import KINDS, LOSS_SPACES, TrainConfig, companion_path, train
 
-HELP = "Train one network per tile-hash bucket and write a weight bank"
 BASELINES = ("single_cost", "single_params")
 
 
