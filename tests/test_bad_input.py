@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from conftest import run_backend
 from service_process import start_service, stop_service
 
 UNWRITABLE = "/sys/neural-face-test"  # a folder nobody, root included, may create files in
+PARALLEL_CASES = 4
 
 RENDER = ["render", "--bank", "{bank}", "--gbuffer", "{gbuffer}", "--out", "{ws}/new.png"]
 TRAIN = ["train", "--data", "{dataset}", "--out", "{ws}/new.nfbank", "--steps", "1"]
@@ -189,26 +191,47 @@ def workspace(suzanne_dataset, suzanne_blend, tmp_path_factory) -> dict[str, str
     return {name: str(path) for name, path in paths.items()}
 
 
-def snapshot(*roots: str) -> dict[str, tuple]:
-    """Every path under the roots with its kind, mode and content hash."""
+def snapshot(root: str) -> dict[str, tuple]:
+    """Every path under root (relative) with its kind, mode and content hash."""
     state = {}
-    for root in roots:
-        for folder, dirs, files in os.walk(root):
-            for name in dirs:
-                state[os.path.join(folder, name)] = ("dir", os.stat(os.path.join(folder, name)).st_mode)
-            for name in files:
-                path = os.path.join(folder, name)
-                state[path] = ("file", os.stat(path).st_mode, hashlib.sha256(Path(path).read_bytes()).hexdigest())
+    for folder, dirs, files in os.walk(root):
+        for name in dirs:
+            path = os.path.join(folder, name)
+            state[os.path.relpath(path, root)] = ("dir", os.stat(path).st_mode)
+        for name in files:
+            path = os.path.join(folder, name)
+            state[os.path.relpath(path, root)] = ("file", os.stat(path).st_mode,
+                                                  hashlib.sha256(Path(path).read_bytes()).hexdigest())
     return state
 
 
+@pytest.fixture(scope="module")
+def outcomes(workspace, tmp_path_factory) -> dict[str, tuple]:
+    """Every case run once, a few at a time (each is a process start, mostly imports), each in its own
+    copy of the workspace: case -> (completed process, workspace before, workspace after)."""
+    base, copies = workspace["ws"], tmp_path_factory.mktemp("bad_input_cases")
+    dataset_before = snapshot(workspace["dataset"])
+
+    def run(index: int, case: str) -> tuple:
+        root = str(copies / str(index))
+        shutil.copytree(base, root, symlinks=True)
+        paths = {name: root + value[len(base):] if value.startswith(base) else value
+                 for name, value in workspace.items()}
+        args, _ = CASES[case]
+        before = snapshot(root)
+        result = run_backend(*(arg.format(**paths) for arg in args), timeout=180)
+        return result, before, snapshot(root)
+
+    with ThreadPoolExecutor(max_workers=PARALLEL_CASES) as pool:
+        done = dict(zip(CASES, pool.map(run, range(len(CASES)), CASES)))
+    assert snapshot(workspace["dataset"]) == dataset_before, "a case changed the dataset"
+    return done
+
+
 @pytest.mark.parametrize("case", list(CASES))
-def test_bad_input_is_one_line_and_changes_nothing(case, workspace):
-    args, fragment = CASES[case]
-    args = [arg.format(**workspace) for arg in args]
-    before = snapshot(workspace["ws"], workspace["dataset"])
-    result = run_backend(*args, timeout=120)
-    after = snapshot(workspace["ws"], workspace["dataset"])
+def test_bad_input_is_one_line_and_changes_nothing(case, outcomes):
+    result, before, after = outcomes[case]
+    fragment = CASES[case][1]
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
     assert result.returncode not in (0, None), result.stdout[-2000:] + result.stderr[-2000:]
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
@@ -264,11 +287,11 @@ def test_service_refuses_outputs_it_did_not_write(case, workspace, service):
     body = {"dataset": workspace["dataset"]} if route == "/train" else \
         {"bank": workspace["bank"], "gbuffer": workspace["gbuffer"], "renderer": "torch"}
     body.update({key: value.format(**workspace) for key, value in fields.items()})
-    before = snapshot(workspace["ws"], workspace["dataset"])
+    before = snapshot(workspace["ws"]), snapshot(workspace["dataset"])
     with service.client() as client:
         answer = client.post(route, json=body)
     assert answer.status_code == 422 and fragment in answer.json()["detail"], answer.text
-    assert snapshot(workspace["ws"], workspace["dataset"]) == before
+    assert (snapshot(workspace["ws"]), snapshot(workspace["dataset"])) == before
 
 
 def test_service_replaces_its_own_frame_and_a_foreign_one_only_when_asked(workspace, service):

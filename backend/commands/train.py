@@ -36,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=positive_int, default=256, help="pixels per bucket per step (default 256)")
     parser.add_argument("--checkpoint-every", type=positive_int, default=200, help="steps between checkpoints")
     parser.add_argument("--eval-every", type=positive_int, default=100, help="steps between validation renders")
-    parser.add_argument("--patience", type=non_negative_int, default=8, help="evaluations without gain before stopping (0: never)")
+    parser.add_argument("--patience", type=non_negative_int, default=8,
+                        help="evaluations without gain before stopping (0: never)")
     parser.add_argument("--kind", choices=KINDS, default="hash_bank", help="model to train (default hash_bank)")
     parser.add_argument("--baselines", action="store_true",
                         help="also train both single-network baselines on the same data and budget "
