@@ -44,10 +44,17 @@ class GBuffer:
         self._built = True
 
     def __setattr__(self, name, value) -> None:
-        """A G-buffer stays valid: assigning an array (e.g. the background, set after reading) re-checks it."""
+        """A G-buffer stays valid: assigning an array (e.g. the background, set after reading) re-checks it,
+        and a refused one leaves the old array in place."""
+        if name not in ARRAYS or not self.__dict__.get("_built"):
+            return super().__setattr__(name, value)
+        old = self.__dict__[name]
         super().__setattr__(name, value)
-        if name in ARRAYS and self.__dict__.get("_built"):
+        try:
             self.validate(values=name != "background")
+        except GBufferError:
+            super().__setattr__(name, old)
+            raise
 
     @property
     def n_lights(self) -> int:
