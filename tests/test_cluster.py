@@ -1,8 +1,9 @@
-"""`generate --cluster`: real Ray on 127.0.0.1, real bpy workers, real Cycles, real EXR.
+"""`generate --cluster` and `train --cluster`: real Ray on 127.0.0.1, real bpy workers, real Cycles, real EXR.
 
-One head with two worker CPUs serves every test (`ray_head`, conftest.py). A cluster dataset must equal a
-local run's, survive a kill -9 of a worker mid-sample and of the driver, and bad input must fail
-fast with nothing written.
+One head with two worker CPUs serves every test (`ray_head`, conftest.py). A cluster dataset must
+equal a local run's, survive a kill -9 of a worker mid-sample and of the driver, and bad input must
+fail fast with nothing written; Blender's Generate Dataset reaches the cluster through the service;
+a cluster-trained bank matches a local one, and Ctrl-C brings its checkpoint back.
 """
 
 from __future__ import annotations
@@ -268,7 +269,7 @@ def test_driver_without_the_heads_token_is_refused(ray_head, suzanne_blend, tmp_
     last_line = result.stderr.strip().splitlines()[-1]
     assert last_line.startswith(f"error: cannot connect to the Ray cluster at {ray_head.address}"), result.stderr
     assert "requires an auth token" in last_line and "--cluster-token-file" in last_line
-    assert time.monotonic() - start < 45  # Ray itself retries for 20 s
+    assert time.monotonic() - start < 20  # Ray's retries are cut to about 6 s
     assert not out.exists()
 
 

@@ -6,7 +6,9 @@ Ray reads its environment when it is imported, so `connect` sets it first:
   port to 127.0.0.1 instead of replacing 127.0.0.1 with the machine's network address;
 - with a token file, RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH; a local cluster gets a fresh
   random token of its own (else Ray would write one to ~/.ray/auth_token, and every later
-  `ray start --head` of the user would silently require it).
+  `ray start --head` of the user would silently require it);
+- RAY_NUM_REDIS_GET_RETRIES=6: a driver tries the head's GCS for about 6 s (Ray's default: 20),
+  so a refused token or a port that is no Ray head fails fast too.
 An unreachable address fails within seconds: a TCP probe first (ray.init itself retries for minutes),
 then a watchdog on ray.init for a port that answers but is no Ray head.
 """
@@ -28,7 +30,8 @@ from backend.errors import UserError
 
 LOCAL = "local"
 PROBE_TIMEOUT_S = 3.0
-INIT_TIMEOUT_S = 30.0
+INIT_TIMEOUT_S = 15.0  # a last resort: GCS_CONNECT_TRIES ends ray.init's own retries well before
+GCS_CONNECT_TRIES = 6  # about a second each
 START_HINT = "start one with `ray start --head --port 6379` (docs/cluster.md) or use --cluster local"
 
 
@@ -78,7 +81,8 @@ def local_layout(workers: int) -> tuple[int, int]:
 
 
 def ray_environment(address: ClusterAddress, token_file: str | None) -> dict[str, str]:
-    env = {"RAY_USAGE_STATS_ENABLED": os.environ.get("RAY_USAGE_STATS_ENABLED", "0")}
+    env = {name: os.environ.get(name, default) for name, default in
+           (("RAY_USAGE_STATS_ENABLED", "0"), ("RAY_NUM_REDIS_GET_RETRIES", str(GCS_CONNECT_TRIES)))}
     if address.is_local and not token_file:
         env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
     if address.is_loopback:

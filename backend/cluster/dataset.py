@@ -39,6 +39,8 @@ class RunStats:
     render_seconds: float = 0.0  # from the first sample handed out to the last committed
 
     def summary(self) -> str:
+        if not self.samples:
+            return f"cluster: nothing left to render ({self.workers} workers started)"
         per_sample = self.bytes_received / max(self.samples, 1) / 1024
         writes = self.samples / self.write_seconds if self.write_seconds else float("inf")
         rate = self.bytes_received / self.write_seconds / 2**20 if self.write_seconds else float("inf")
@@ -119,16 +121,13 @@ class WorkerPool:
         for (actor, _), info in zip(launched, infos):
             self.accept(actor, info)
 
-    def kill_all(self) -> None:
-        for actor in list(self.nodes):
-            self.ray.kill(actor)
-        self.nodes.clear()
-
 
 def render_samples(ray, pool: WorkerPool, job,
-                   on_change: Callable[[int, int], None] = lambda finished, live: None,
-                   should_stop: Callable[[], bool] = lambda: False) -> RunStats:
-    """Hand out job.pending to the pool's workers until every sample is committed (or should_stop)."""
+                   on_change: Callable[[int, int], None] = lambda finished, live: None) -> RunStats:
+    """Hand out job.pending to the pool's workers until every sample is committed.
+
+    A Ctrl-C (KeyboardInterrupt) ends it at once: finished samples are committed, the workers
+    go with the driver's connection."""
     lost = (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError, ray.exceptions.WorkerCrashedError)
     stats = RunStats()
     queue = deque(job.pending)
@@ -138,8 +137,6 @@ def render_samples(ray, pool: WorkerPool, job,
     busy: dict = {}  # ObjectRef -> (actor, sample index, or None while a replacement loads)
     no_worker_since = None
     while queue or any(index is not None for _, index in busy.values()):
-        if should_stop():
-            break
         while idle and queue:
             actor, index = idle.popleft(), queue.popleft()
             attempts[index] += 1
@@ -184,8 +181,9 @@ def render_samples(ray, pool: WorkerPool, job,
 def commit(job, index: int, record: dict, files: dict[str, bytes], committed: set[int], stats: RunStats) -> None:
     """Write one returned sample's files atomically, then add its record to the manifest."""
     expected = {record.get("gbuffer"), record.get("ground_truth")}
-    if record.get("index") != index or set(files) != expected or not all(
-            name.startswith("samples/") and "/" not in name[len("samples/"):] for name in expected):
+    if record.get("index") != index or set(files) != expected or not all(  # a file of this sample in samples/
+            os.path.dirname(name) == "samples" and os.path.basename(name).startswith(f"{index:06d}.")
+            for name in expected):
         raise UserError(f"a worker returned sample {record.get('index')} with files {sorted(files)} "
                         f"for sample {index}; is it running the driver's code?")
     if index in committed:  # never written twice, even if a sample ever came back twice
