@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from backend.commands.argument_types import non_negative_int
 from backend.errors import UserError
 
 MAX_SIDE = 8192
@@ -39,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                               "or local[:N] for a throwaway local cluster of N workers")
     cluster.add_argument("--cluster-token-file", metavar="FILE",
                          help="the head's auth token, for a cluster started with RAY_AUTH_MODE=token")
-    cluster.add_argument("--worker-cpus", type=int, default=0, metavar="K",
+    cluster.add_argument("--worker-cpus", type=non_negative_int, default=0, metavar="K",
                          help="CPUs (Cycles threads) per worker; default 0: one worker per node, all its CPUs")
 
 
