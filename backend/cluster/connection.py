@@ -19,8 +19,10 @@ import ipaddress
 import logging
 import os
 import secrets
+import shutil
 import socket
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -129,12 +131,17 @@ def connect(address: ClusterAddress, token_file: str | None = None,
     import ray
 
     options = dict(logging_level=logging.ERROR, log_to_driver=False, namespace="neural-face")
+    # A local cluster's sessions and logs go to a folder of this run, removed with it (Ray's
+    # default, /tmp/ray, keeps every session). Short: Ray's socket paths must fit in 107 bytes.
+    session_folder = tempfile.mkdtemp(prefix="nf-ray-", dir="/tmp" if os.name == "posix" else None) \
+        if address.is_local else None
     watchdog = threading.Timer(init_timeout_s, _give_up, (address, init_timeout_s))
     watchdog.daemon = True
     watchdog.start()
     try:
         if address.is_local:
-            ray.init(num_cpus=local_layout(address.local_workers)[0], include_dashboard=False, **options)
+            ray.init(num_cpus=local_layout(address.local_workers)[0], include_dashboard=False,
+                     _temp_dir=session_folder, **options)
         else:
             ray.init(address=f"{address.host}:{address.port}", **options)
     except ray.exceptions.AuthenticationError as exc:
@@ -154,3 +161,5 @@ def connect(address: ClusterAddress, token_file: str | None = None,
         yield ray
     finally:
         ray.shutdown()
+        if session_folder:
+            shutil.rmtree(session_folder, ignore_errors=True)

@@ -109,6 +109,13 @@ class WorkerPool:
                             f"the driver {self.expected['object']}; both must load the same file")
         self.nodes[actor] = node
 
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Let the live workers remove their folders before the connection ends them."""
+        try:
+            self.ray.get([actor.close.remote() for actor in self.nodes], timeout=timeout_s)
+        except (self.ray.exceptions.RayError, self.ray.exceptions.GetTimeoutError):
+            pass  # a worker that cannot answer now is swept up by the next run on its node
+
     def start(self, plan: list[tuple[str | None, int]]) -> None:
         launched = [self.launch(cpus, node_id) for node_id, cpus in plan]
         try:
@@ -232,4 +239,5 @@ def generate_on_cluster(job, address: ClusterAddress, token_file: str | None, wo
             stats = render_samples(ray, pool, job, on_change)
         stats.workers, stats.start_seconds = len(pool.cpus), start_seconds
         stats.render_seconds = time.perf_counter() - started - start_seconds
+        pool.close()  # only after a complete run: after a Ctrl-C, a busy worker would hold the exit up
         return stats
