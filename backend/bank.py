@@ -72,6 +72,34 @@ class Bank:
     def n_slots(self) -> int:
         return self.slots.shape[0]
 
+    @property
+    def slot_keys(self) -> list[int]:
+        """Bucket key of each slot (SHARED_SLOT_KEY for the shared fallback network)."""
+        return list(self.meta["slot_keys"])
+
+    @property
+    def slot_pixels(self) -> list[int]:
+        """Training pixels of each slot's bucket."""
+        return list(self.meta["slot_pixels"])
+
+    @property
+    def fallback_mode(self) -> str:
+        return self.meta["fallback"]["mode"]
+
+    @property
+    def fallback_slot(self) -> int | None:
+        """The shared fallback network's slot (shared_network mode), else None."""
+        return self.meta["fallback"]["slot"]
+
+    @property
+    def hidden_activation(self) -> str:
+        return self.meta.get("hidden_activation", "relu")
+
+    @property
+    def provenance(self) -> dict:
+        """How the bank was made (training settings, history); {} for a bank that does not say."""
+        return self.meta.get("provenance") or {}
+
     def slot_of_keys(self, keys: np.ndarray) -> np.ndarray:
         """Slot per key (-1 for key 0), same shape as keys."""
         return self.lut[np.asarray(keys, dtype=np.int64)]
@@ -254,7 +282,7 @@ def check_bank(bank: Bank, source: str = "<memory>") -> None:
     try:
         layers, bins, tile_size = bank.layers, bank.bins, bank.tile_size
         activation, dtype, kind = bank.output_activation, bank.weights_dtype, bank.kind
-        slot_keys, mode = meta["slot_keys"], meta["fallback"]["mode"]
+        slot_keys, mode = bank.slot_keys, bank.fallback_mode
         radii = bank.filter_radii
     except (KeyError, TypeError, ValueError) as exc:
         fail(f"metadata lacks or garbles {exc}")
@@ -345,4 +373,4 @@ def bank_summary(bank: Bank) -> str:
     size_kb = bank.slots.nbytes / 1024
     return (f"{bank.kind}: {bank.n_slots} slot(s) of layers {bank.layers} {bank.weights_dtype}, "
             f"{size_kb:.1f} KB of weights, {bank.tile_size}px tiles, {bank.bins} bins, "
-            f"fallback {bank.meta['fallback']['mode']}")
+            f"fallback {bank.fallback_mode}")

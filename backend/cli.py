@@ -1,8 +1,8 @@
 """`python -m backend <command>`: one module per command under backend/commands/.
 
-Each command module defines `HELP` (one line), `add_arguments(parser)` and `run(args) -> int`.
-Modules are imported only when their command runs, so `--help` stays fast and no command pays
-for another's imports (bpy, torch, pycuda).
+Each command module defines `add_arguments(parser)` and `run(args) -> int`; its one-line help is
+in COMMANDS here. Modules are imported only when their command runs, so `--help` stays fast and
+no command pays for another's imports (bpy, torch, pycuda).
 """
 
 from __future__ import annotations

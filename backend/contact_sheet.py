@@ -12,13 +12,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from backend.dataset import open_dataset
+from backend.metrics import to_display
 
 COLUMNS = ("ground truth", "mask", "uv", "normal", "position", "albedo", "light passes")
-
-
-def _srgb(linear: np.ndarray) -> np.ndarray:
-    linear = np.clip(linear, 0, 1)
-    return np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
 
 
 def _tiles(gbuffer, truth: np.ndarray) -> list[np.ndarray]:
@@ -28,13 +24,13 @@ def _tiles(gbuffer, truth: np.ndarray) -> list[np.ndarray]:
     low, high = (position[:, covered].min(axis=1), position[:, covered].max(axis=1)) if covered.any() else (0, 1)
     lights = sum(gbuffer.light_pass(k) for k in range(gbuffer.n_lights))
     images = [
-        _srgb(truth[:3] * exposure),
+        to_display(truth[:3] * exposure),
         np.repeat(gbuffer.mask[None], 3, axis=0),
         np.concatenate([gbuffer.uv, np.zeros_like(gbuffer.uv[:1])]),
         gbuffer.normal * 0.5 + 0.5,
         (position - np.reshape(low, (3, 1, 1))) / np.reshape(np.maximum(high - low, 1e-9), (3, 1, 1)),
-        _srgb(gbuffer.albedo),
-        _srgb(lights * exposure),
+        to_display(gbuffer.albedo),
+        to_display(lights * exposure),
     ]
     return [np.where(covered, image, 0.15) for image in images]
 

@@ -18,6 +18,7 @@ ALBEDO = slice(9, 12)
 FIXED_PLANES = 12
 PLANES_PER_LIGHT = 3
 LIGHT_FIELDS = 8  # position xyz, colour rgb, power, radius
+ARRAYS = ("planes", "lights", "camera_position", "background")  # checked again whenever one is assigned
 
 
 def light_pass_planes(k: int) -> slice:
@@ -41,6 +42,20 @@ class GBuffer:
         if self.background is not None:
             self.background = np.ascontiguousarray(self.background, dtype=np.float32)
         self.validate()
+        self._built = True
+
+    def __setattr__(self, name, value) -> None:
+        """A G-buffer stays valid: assigning an array (e.g. the background, set after reading) re-checks it,
+        and a refused one leaves the old array in place."""
+        if name not in ARRAYS or not self.__dict__.get("_built"):
+            return super().__setattr__(name, value)
+        old = self.__dict__[name]
+        super().__setattr__(name, value)
+        try:
+            self.validate(values=name != "background")
+        except GBufferError:
+            super().__setattr__(name, old)
+            raise
 
     @property
     def n_lights(self) -> int:
@@ -81,8 +96,15 @@ class GBuffer:
     def light_pass(self, k: int) -> np.ndarray:
         return self.planes[light_pass_planes(k)]
 
-    def validate(self) -> None:
-        """Raise GBufferError naming the source and the problem; NaN/Inf only matter where covered."""
+    def validate(self, values: bool = True) -> None:
+        """Raise GBufferError naming the source and the problem; NaN/Inf only matter where covered
+        (`values`: look at them too, not only at types and shapes)."""
+        for name in ARRAYS:
+            array = getattr(self, name)
+            if array is not None and (not isinstance(array, np.ndarray) or array.dtype != np.float32
+                                      or not array.flags.c_contiguous):
+                kind = getattr(array, "dtype", type(array).__name__)
+                raise GBufferError(f"{self.source}: {name} must be a C-contiguous float32 numpy array, got {kind}")
         p = self.planes
         if p.ndim != 3 or p.shape[1] == 0 or p.shape[2] == 0:
             raise GBufferError(f"{self.source}: G-buffer planes must be [C, H, W] with H, W > 0, got {p.shape}")
@@ -100,6 +122,10 @@ class GBuffer:
             )
         if self.focal_px is not None and not (np.isfinite(self.focal_px) and self.focal_px > 0):
             raise GBufferError(f"{self.source}: focal length must be a positive number of pixels, got {self.focal_px}")
+        if self.camera_position.shape != (3,):
+            raise GBufferError(f"{self.source}: camera_position must have 3 values, got {self.camera_position.shape}")
+        if not values:
+            return
         if not np.all(np.isfinite(self.lights)) or not np.all(np.isfinite(self.camera_position)):
             raise GBufferError(f"{self.source}: non-finite light or camera values")
         covered = self.covered

@@ -18,13 +18,6 @@ def to_display(rgb: np.ndarray) -> np.ndarray:
     return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055).astype(np.float32)
 
 
-def psnr(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> float:
-    """PSNR in dB of display images [H, W, 3] over mask pixels (peak 1)."""
-    diff = to_display(pred)[mask] - to_display(target)[mask]
-    mse = float(np.mean(diff**2)) if diff.size else 0.0
-    return float("inf") if mse == 0 else 10.0 * np.log10(1.0 / mse)
-
-
 def psnr_from_mse(mse: float) -> float:
     return float("inf") if mse <= 0 else 10.0 * float(np.log10(1.0 / mse))
 
@@ -43,12 +36,3 @@ def flip_map(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
 
     error, _, _ = flip_evaluator.evaluate(to_display(target), to_display(pred), "LDR", applyMagma=False)
     return np.asarray(error, dtype=np.float32).reshape(pred.shape[:2])
-
-
-def flip(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> float:
-    """Mean FLIP error over mask pixels (0 = identical)."""
-    return float(flip_map(pred, target)[mask].mean())
-
-
-def all_metrics(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> dict[str, float]:
-    return {"psnr": psnr(pred, target, mask), "ssim": ssim(pred, target, mask), "flip": flip(pred, target, mask)}

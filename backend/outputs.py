@@ -111,7 +111,8 @@ def check_output(path, kind: OutputKind, overwrite: bool = False, option: str = 
     if path.is_dir() and not kind.folder:
         raise OutputError(f"{option} {path} is a folder; give a file name for the {kind.noun}")
     if path.exists() and kind.folder and not path.is_dir():
-        raise OutputError(f"{option} {path} is a file; the {kind.noun} is a folder: give a new or empty folder, or an earlier {kind.noun}")
+        raise OutputError(f"{option} {path} is a file; the {kind.noun} is a folder: give a new or empty folder, "
+                          f"or an earlier {kind.noun}")
     if path.exists() and not overwrite and not kind.is_ours(path) and not _empty_folder(path):
         held = "a folder" if path.is_dir() else "a file"
         raise OutputError(f"{option} {path} is {held} this project did not write (not a {kind.noun}); "

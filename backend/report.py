@@ -160,7 +160,8 @@ def write_report(bank_path, data_dir, out_dir, renderer: str = "torch", device: 
     splits = {s: dataset.indices(s) for s in ("val", "test")}
     if not splits["test"]:
         raise DatasetError(f"{dataset.root}: the dataset has no test samples to report on; generate more samples")
-    models = {name: load_bank(path) for name, path in find_models(bank_path).items()}
+    paths = find_models(bank_path)
+    models = {name: load_bank(path) for name, path in paths.items()}
     check()
     views = {s: load_views(dataset, ids) for s, ids in splits.items()}
     check()
@@ -169,7 +170,7 @@ def write_report(bank_path, data_dir, out_dir, renderer: str = "torch", device: 
     os.chmod(work, 0o755)  # mkdtemp's 0700 would make the finished report private
     old = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.old")
     try:
-        metrics = _build(work, bank_path, dataset, models, views, renderer, device, check)
+        metrics = _build(work, paths, dataset, models, views, renderer, device, check)
         (work / "metrics.json").write_text(json.dumps(metrics, indent=2))
         (work / "index.html").write_text(_html(metrics))
         check()
@@ -187,10 +188,10 @@ def _options(name: str, device: str) -> dict:
     return {"device": device} if name == "torch" else {}
 
 
-def _build(work: Path, bank_path: Path, dataset, models: dict[str, Bank], views: dict, renderer_name: str,
+def _build(work: Path, paths: dict[str, Path], dataset, models: dict[str, Bank], views: dict, renderer_name: str,
            device: str, check: Callable[[], None]) -> dict:
     bank = models["hash_bank"]
-    paths = find_models(bank_path)
+    bank_path = paths["hash_bank"]
     results: dict[str, dict] = {}
     pictures: list[dict] = []
     renderers = {}
@@ -198,7 +199,7 @@ def _build(work: Path, bank_path: Path, dataset, models: dict[str, Bank], views:
         renderer = renderers[name] = get_renderer(renderer_name, model, **_options(renderer_name, device))
         results[name] = {"bank": str(paths[name]), "kind": model.kind, "slots": model.n_slots,
                          "layers": model.layers, "parameters": int(model.slots.size),
-                         "bytes": int(model.slots.nbytes), "provenance": model.meta.get("provenance", {})}
+                         "bytes": int(model.slots.nbytes), "provenance": model.provenance}
         for split, split_views in views.items():
             if not split_views:
                 continue
@@ -236,9 +237,9 @@ def _build(work: Path, bank_path: Path, dataset, models: dict[str, Bank], views:
         "headline": headline,
         "models": results,
         "unseen_key_share": {s: unseen_share(bank, v) for s, v in views.items() if v},
-        "fallback": {**bank.meta["fallback"],
-                     "val_psnr_by_mode": bank.meta.get("provenance", {}).get("fallback_val_psnr", {})},
-        "buckets": {"slots": bank.n_slots, "slot_keys": bank.meta["slot_keys"], "slot_pixels": bank.meta["slot_pixels"]},
+        "fallback": {"mode": bank.fallback_mode, "slot": bank.fallback_slot,
+                     "val_psnr_by_mode": bank.provenance.get("fallback_val_psnr", {})},
+        "buckets": {"slots": bank.n_slots, "slot_keys": bank.slot_keys, "slot_pixels": bank.slot_pixels},
         "timing": {"resolution": [width, height], "neural_ms_per_frame": neural_ms, "neural_renderer": renderer_name,
                    "cycles_s_per_frame": cycles_s,
                    "cycles_source": "mean ground-truth render seconds of the test samples, recorded in the "
@@ -267,7 +268,7 @@ def _figures(work: Path, bank: Bank, results: dict, view: View, bank_path: Path)
     files = {
         "keys": figures.save_png(figures.key_picture(keys, seen, albedo.shape[:2], bank.tile_size, albedo),
                                  work / "tile_keys.png", scale=2),
-        "buckets": figures.bucket_chart(bank.meta["slot_pixels"], work / "bucket_sizes.png"),
+        "buckets": figures.bucket_chart(bank.slot_pixels, work / "bucket_sizes.png"),
         "seams": figures.bar_chart({n: r["test"]["seam_step_ratio"] or 0.0 for n, r in results.items()},
                                    work / "tile_seams.png", "Tile seams on test views",
                                    "step error across / within tiles", reference=1.0),

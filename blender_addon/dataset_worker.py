@@ -1,7 +1,7 @@
 """One Generate Dataset job in its own Blender process, so the UI never waits on Cycles.
 
 The operator saves a copy of the open file and starts `worker.py dataset SCENE_COPY OUT_DIR
-SETTINGS_JSON` (worker.command), then reads lines `NF_PROGRESS <done> <total>` from its stdout.
+SETTINGS_JSON` (processes.blender_command), then reads lines `NF_PROGRESS <done> <total>` from its stdout.
 Killing the process at any moment leaves a valid partial dataset (dataset_job commits each
 sample atomically).
 """

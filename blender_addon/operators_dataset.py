@@ -5,23 +5,31 @@ interface stays responsive while Cycles renders; a modal timer reads its progres
 window manager's progress bar and the status bar ("sample i of N, time left"). Esc stops the
 worker, leaving a valid partial dataset that the next run resumes. In background mode (where
 timers never fire) the same job runs synchronously in this process.
+
+With a "Render on Cluster" address in the preferences, a `ClusterDatasetWatcher` thread sends the
+saved copy to the service instead, which renders it on that Ray cluster (docs/cluster.md); the
+progress bar follows the service's job, with the live workers, and Esc cancels it there.
 """
 
 import json
 import os
 import queue
-import subprocess
 import tempfile
 import threading
 import time
 
 import bpy
 
-from . import worker
 from .dataset_worker import PROGRESS_PREFIX
 from .dataset_job import DatasetJob
 from .errors import InputError
+from .preferences import cluster, connection
+from .processes import ChildProcess, blender_command
 from .scene_setup import ensure_material, find_target
+from .service_client import ServiceError, connect
+
+POLL_S = 0.5
+STOP_TIMEOUT_S = 10.0
 
 
 def make_job(context) -> DatasetJob:
@@ -33,11 +41,65 @@ def make_job(context) -> DatasetJob:
     return job
 
 
-def progress_text(done: int, total: int, seconds_per_sample: float | None) -> str:
+def progress_text(done: int, total: int, seconds_per_sample: float | None, workers: int | None = None) -> str:
+    on_cluster = "" if workers is None else f", {workers} cluster workers"
     if seconds_per_sample is None:
-        return f"Neural Face: sample {done + 1} of {total} (Esc cancels)"
+        return f"Neural Face: sample {done + 1} of {total}{on_cluster} (Esc cancels)"
     minutes, seconds = divmod(int(seconds_per_sample * (total - done) + 0.5), 60)
-    return f"Neural Face: sample {done} of {total}, {minutes}:{seconds:02d} left (Esc cancels)"
+    return f"Neural Face: sample {done} of {total}, {minutes}:{seconds:02d} left{on_cluster} (Esc cancels)"
+
+
+def existing_folder(path: str) -> str:
+    """`path`, or its nearest existing parent: what the service may be allowed to write into."""
+    while not os.path.isdir(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return path
+
+
+class ClusterDatasetWatcher:
+    """Runs in a thread (no bpy): submit the saved scene to the service's cluster, then refresh `status`."""
+
+    def __init__(self, connection: dict, cluster: dict, scene_copy: str, out_dir: str, settings: dict):
+        self.connection, self.cluster, self.scene_copy = connection, cluster, scene_copy
+        self.out_dir, self.settings = out_dir, settings
+        self.status = {"state": "starting", "done": 0, "total": settings["samples"], "workers": 0, "error": None}
+        self.error: str | None = None
+        self.cancel_requested = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="neural-dataset", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            folders = [os.path.dirname(self.scene_copy), existing_folder(self.out_dir)]
+            client = connect(self.connection, folders, self.cluster)
+            scene = self.scene_copy if client.shares_files else client.upload(self.scene_copy, "dataset_scene.blend")
+            self.status = client.start_dataset(scene, self.out_dir, self.settings, self.cluster["address"])
+            while self.status["state"] == "running":
+                time.sleep(POLL_S)
+                if self.cancel_requested.is_set():
+                    client.cancel_dataset(self.status["id"])
+                    self.cancel_requested.clear()
+                self.status = client.dataset_status(self.status["id"])
+        except ServiceError as exc:
+            self.error = str(exc)
+
+    @property
+    def finished(self) -> bool:
+        return not self.thread.is_alive()
+
+    def outcome(self) -> tuple[set, str]:
+        state, done, total = self.status["state"], self.status["done"], self.status["total"]
+        if self.error is not None or state == "failed":
+            return {"ERROR"}, self.error or self.status["error"]
+        if state == "cancelled":
+            return {"WARNING"}, f"Cancelled: {self.status['error']}"
+        return {"INFO"}, f"Dataset written to {self.out_dir} on the cluster ({done} of {total} samples)"
+
+
+def save_scene_copy(folder: str) -> str:
+    """The open file as the worker or the cluster sees it: a copy, so unsaved edits are included."""
+    scene_copy = os.path.join(folder, "scene.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=scene_copy, copy=True, check_existing=False)
+    return scene_copy
 
 
 def _read_progress(stream, lines: queue.Queue) -> None:
@@ -63,6 +125,8 @@ class NEURALFACE_OT_generate_dataset(bpy.types.Operator):
         except InputError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
+        if cluster(context):
+            return self._execute_on_cluster(context, job)
         ensure_material(job.target)
         with job:
             job.start()
@@ -71,6 +135,26 @@ class NEURALFACE_OT_generate_dataset(bpy.types.Operator):
                 print(f"Neural Face: sample {progress.done} of {progress.total} ({progress.seconds:.1f} s)")
         self.report({"INFO"}, f"Dataset written to {job.out_dir} ({job.done_count} samples)")
         return {"FINISHED"}
+
+    def _execute_on_cluster(self, context, job: DatasetJob):
+        """Background mode: the cluster path in a plain loop."""
+        with tempfile.TemporaryDirectory(prefix="neural_face_") as folder:
+            watcher = self._start_cluster(context, job, folder)
+            while not watcher.finished:
+                watcher.thread.join(POLL_S)
+                status = watcher.status
+                print(f"Neural Face: {status['state']} sample {status['done']} of {status['total']} "
+                      f"on {status['workers']} cluster workers")
+        level, message = watcher.outcome()
+        self.report(level, message)
+        return {"FINISHED"} if level == {"INFO"} else {"CANCELLED"}
+
+    def _start_cluster(self, context, job: DatasetJob, folder: str) -> ClusterDatasetWatcher:
+        scene_copy = save_scene_copy(folder)
+        watcher = ClusterDatasetWatcher(connection(context), cluster(context), scene_copy, job.out_dir,
+                                        job.settings.to_json())
+        watcher.thread.start()
+        return watcher
 
     def invoke(self, context, event):
         if bpy.app.background:
@@ -81,7 +165,12 @@ class NEURALFACE_OT_generate_dataset(bpy.types.Operator):
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         self._out_dir, self._total = job.out_dir, job.total
-        self._start_worker(job)
+        self._watcher = None
+        if cluster(context):
+            self._tempdir = tempfile.TemporaryDirectory(prefix="neural_face_")
+            self._watcher = self._start_cluster(context, job, self._tempdir.name)
+        else:
+            self._start_worker(job)
         self._done, self._first_done, self._first_time = 0, None, None
         wm = context.window_manager
         wm.progress_begin(0, self._total)
@@ -92,20 +181,19 @@ class NEURALFACE_OT_generate_dataset(bpy.types.Operator):
 
     def _start_worker(self, job: DatasetJob) -> None:
         self._tempdir = tempfile.TemporaryDirectory(prefix="neural_face_")
-        scene_copy = os.path.join(self._tempdir.name, "scene.blend")
-        bpy.ops.wm.save_as_mainfile(filepath=scene_copy, copy=True, check_existing=False)
-        command = worker.command("dataset", scene_copy, job.out_dir, json.dumps(job.settings.to_json()))
-        self._log_path = os.path.join(self._tempdir.name, "worker.log")
-        with open(self._log_path, "w") as log:  # a file, not a pipe: an unread pipe could stall the worker
-            self._worker = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True,
-                                            creationflags=worker.NO_CONSOLE)
+        scene_copy = save_scene_copy(self._tempdir.name)
+        command = blender_command("dataset", scene_copy, job.out_dir, json.dumps(job.settings.to_json()))
+        self._worker = ChildProcess(command, os.path.join(self._tempdir.name, "worker.log"), stdout_pipe=True,
+                                    text=True)
         self._progress = queue.Queue()
-        threading.Thread(target=_read_progress, args=(self._worker.stdout, self._progress), daemon=True).start()
+        threading.Thread(target=_read_progress, args=(self._worker.process.stdout, self._progress),
+                         daemon=True).start()
 
     def modal(self, context, event):
+        if self._watcher is not None:
+            return self._modal_cluster(context, event)
         if event.type == "ESC":
-            self._worker.terminate()
-            self._worker.wait()
+            self._worker.stop(timeout_s=STOP_TIMEOUT_S)  # a killed worker still leaves a valid dataset
             return self._finish(context, {"WARNING"}, f"Cancelled: {self._done} of {self._total} samples kept "
                                                       "in the dataset; run again to resume")
         if event.type != "TIMER":
@@ -116,14 +204,28 @@ class NEURALFACE_OT_generate_dataset(bpy.types.Operator):
             if self._first_done is None:
                 self._first_done, self._first_time = self._done, now
         self._show(context)
-        if self._worker.poll() is None:
+        if self._worker.alive():
             return {"RUNNING_MODAL"}
-        if self._worker.returncode != 0:
-            with open(self._log_path) as log:
-                error = log.read().strip().splitlines()
-            message = error[-1] if error else f"dataset worker exited with code {self._worker.returncode}"
+        if self._worker.process.returncode != 0:
+            error = [line for line in self._worker.log_tail(20) if line.strip()]
+            message = error[-1] if error else f"dataset worker exited with code {self._worker.process.returncode}"
             return self._finish(context, {"ERROR"}, message)
         return self._finish(context, {"INFO"}, f"Dataset written to {self._out_dir} ({self._done} samples)")
+
+    def _modal_cluster(self, context, event):
+        if event.type == "ESC":
+            self._watcher.cancel_requested.set()  # the job turns "cancelled" at the service's next poll
+            return {"RUNNING_MODAL"}
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        done = self._watcher.status["done"]
+        if done != self._done and self._first_done is None:
+            self._first_done, self._first_time = done, time.monotonic()
+        self._done = done
+        self._show(context)
+        if not self._watcher.finished:
+            return {"RUNNING_MODAL"}
+        return self._finish(context, *self._watcher.outcome())
 
     def _show(self, context) -> None:
         wm = context.window_manager
@@ -131,7 +233,8 @@ class NEURALFACE_OT_generate_dataset(bpy.types.Operator):
         pace = (time.monotonic() - self._first_time) / rendered if rendered > 0 else None
         wm.progress_update(self._done)
         wm.neural_face_dataset_progress = self._done / self._total
-        wm.neural_face_dataset_status = progress_text(self._done, self._total, pace)
+        workers = self._watcher.status["workers"] if self._watcher is not None else None
+        wm.neural_face_dataset_status = progress_text(self._done, self._total, pace, workers)
         context.workspace.status_text_set(wm.neural_face_dataset_status)
         for area in context.screen.areas:
             area.tag_redraw()

@@ -1,4 +1,5 @@
-"""Add-on preferences: how to reach the backend service (start it locally, or use a running one)."""
+"""Add-on preferences: how to reach the backend service (start it locally, or use a running one), and
+the Ray cluster Generate Dataset renders on through it (docs/cluster.md)."""
 
 import os
 
@@ -23,6 +24,15 @@ class NEURALFACE_AP_preferences(bpy.types.AddonPreferences):
     url: bpy.props.StringProperty(name="Service URL", default="http://127.0.0.1:8765")
     token: bpy.props.StringProperty(name="Token", subtype="PASSWORD",
                                     description="The service's token (printed by `python -m backend serve`)")
+    cluster: bpy.props.StringProperty(
+        name="Render on Cluster",
+        description="Ray cluster HOST:PORT (as `ray start --head` prints it) that Generate Dataset renders on "
+                    "through the service; empty: render on this machine",
+    )
+    cluster_token_file: bpy.props.StringProperty(
+        name="Cluster Token File", subtype="FILE_PATH",
+        description="File holding the cluster head's auth token (RAY_AUTH_MODE=token); empty: none",
+    )
 
     def draw(self, context):
         layout = self.layout
@@ -33,6 +43,12 @@ class NEURALFACE_AP_preferences(bpy.types.AddonPreferences):
             layout.prop(self, "url")
             layout.prop(self, "token")
             layout.label(text="Paths in the Train and Preview panels are paths on the service's machine", icon="INFO")
+        box = layout.box()
+        box.prop(self, "cluster")
+        if self.connection == "LOCAL":
+            box.prop(self, "cluster_token_file")
+        elif self.cluster:
+            box.label(text="The running service must have been started with this --cluster", icon="INFO")
 
 
 def connection(context) -> dict:
@@ -48,6 +64,21 @@ def connection(context) -> dict:
     if prefs is None and os.environ.get("NEURAL_FACE_URL"):
         return {"url": os.environ["NEURAL_FACE_URL"], "token": os.environ.get("NEURAL_FACE_TOKEN", "")}
     return {"python": prefs.python if prefs is not None else default_python()}
+
+
+def cluster(context) -> dict | None:
+    """{"address", "token_file"} of the "Render on Cluster" preference, or None to render locally.
+
+    Without preferences, $NEURAL_FACE_CLUSTER and $NEURAL_FACE_CLUSTER_TOKEN_FILE name a cluster.
+    """
+    addon = context.preferences.addons.get(__package__)
+    prefs = addon.preferences if addon else None
+    address = prefs.cluster.strip() if prefs is not None else os.environ.get("NEURAL_FACE_CLUSTER", "")
+    if not address:
+        return None
+    token_file = bpy.path.abspath(prefs.cluster_token_file) if prefs is not None and prefs.cluster_token_file \
+        else os.environ.get("NEURAL_FACE_CLUSTER_TOKEN_FILE", "")
+    return {"address": address, "token_file": token_file}
 
 
 register, unregister = bpy.utils.register_classes_factory((NEURALFACE_AP_preferences,))

@@ -20,7 +20,8 @@ import time
 import bpy
 import numpy as np
 
-from . import preview_image, preview_snapshot, preview_worker_client, worker
+from . import preview_image, preview_snapshot, preview_worker_client
+from .processes import blender_command
 from .dataset_job import manifest_light_samples
 from .errors import SceneError
 from .preferences import connection
@@ -157,7 +158,7 @@ class PreviewJob:
         """Safe in a worker thread: touches no bpy data. Ends with `shaded` set, or `error`."""
         try:
             start = time.perf_counter()
-            seconds = preview_worker_client.render(worker.command("preview"), self._request_id, self._request,
+            seconds = preview_worker_client.render(blender_command("preview"), self._request_id, self._request,
                                                    self._worker_timeout_s())
             self.timings["gbuffer"] = time.perf_counter() - start - seconds.get("cycles", 0.0)
             if self.compare:

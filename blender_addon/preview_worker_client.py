@@ -9,7 +9,6 @@ Blender). Its stdin is a pipe from this Blender, so it exits with it, even after
 
 from __future__ import annotations
 
-import atexit
 import itertools
 import json
 import os
@@ -18,7 +17,7 @@ import subprocess
 import tempfile
 import threading
 
-from .worker import NO_CONSOLE, log_tail
+from .processes import ChildProcess, SessionSingleton
 
 MAX_SNAPSHOT_LOADS = 200  # about 100 KiB each
 
@@ -29,10 +28,10 @@ class WorkerError(Exception):
 
 class PreviewWorker:
     def __init__(self, command: list[str]):
-        self.log_path = os.path.join(tempfile.mkdtemp(prefix="neural-face-worker-"), "preview_worker.log")
-        with open(self.log_path, "w") as log:  # a file, not a pipe that nobody reads
-            self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                                            encoding="utf-8", errors="replace", bufsize=1, creationflags=NO_CONSOLE)
+        self.child = ChildProcess(command, os.path.join(tempfile.mkdtemp(prefix="neural-face-worker-"),
+                                                        "preview_worker.log"), stdout_pipe=True,
+                                  stdin=subprocess.PIPE, encoding="utf-8", errors="replace", bufsize=1)
+        self.process, self.log_path = self.child.process, self.child.log_path
         self._replies: queue.Queue = queue.Queue()
         threading.Thread(target=self._read_replies, name="neural-preview-worker", daemon=True).start()
         self.pending: int | None = None  # id of the request it is working on
@@ -45,7 +44,7 @@ class PreviewWorker:
         self._replies.put(None)  # end of output: the worker has exited
 
     def alive(self) -> bool:
-        return self.process.poll() is None
+        return self.child.alive()
 
     def render(self, request_id: int, request: dict, timeout_s: float) -> dict:
         """Send one request and wait for its reply; returns the reply's `seconds`.
@@ -85,16 +84,11 @@ class PreviewWorker:
         return f"the preview's Blender worker stopped (exit code {code}): {self.log_tail() or 'no output'}"
 
     def log_tail(self, lines: int = 5) -> str:
-        return " | ".join(line.strip() for line in log_tail(self.log_path, lines) if line.strip())
+        return " | ".join(line.strip() for line in self.child.log_tail(lines) if line.strip())
 
     def stop(self) -> None:
         """Close its stdin (an idle worker exits at once); kill it if it is busy: it holds nothing to save."""
-        if self.process.poll() is None:
-            try:
-                self.process.stdin.close()
-                self.process.wait(timeout=1)
-            except (OSError, subprocess.TimeoutExpired):
-                self.kill()
+        self.child.stop(timeout_s=1, ask=self.process.stdin.close)
         try:
             os.remove(self.log_path)
             os.rmdir(os.path.dirname(self.log_path))
@@ -102,12 +96,10 @@ class PreviewWorker:
             pass
 
     def kill(self) -> None:
-        self.process.kill()
-        self.process.wait()
+        self.child.kill()
 
 
-_worker: PreviewWorker | None = None
-_lock = threading.Lock()
+_worker = SessionSingleton(PreviewWorker.stop)
 _request_ids = itertools.count(1)
 
 
@@ -117,33 +109,22 @@ def new_request_id() -> int:
 
 def render(command: list[str], request_id: int, request: dict, timeout_s: float) -> dict:
     """Render `request` in the session's worker (started with `command` when needed); seconds per stage."""
-    global _worker
-    with _lock:
-        fresh_snapshot = _worker is not None and request["scene"] != _worker.snapshot
-        if _worker is None or not _worker.alive() or (
-                fresh_snapshot and _worker.snapshot_loads >= MAX_SNAPSHOT_LOADS):
-            if _worker is not None:
-                _worker.stop()
-            _worker = PreviewWorker(command)
-        worker = _worker
+    def usable(worker: PreviewWorker) -> bool:
+        fresh_snapshot = request["scene"] != worker.snapshot
+        return worker.alive() and not (fresh_snapshot and worker.snapshot_loads >= MAX_SNAPSHOT_LOADS)
+
+    worker = _worker.get(usable, lambda previous: PreviewWorker(command))
     return worker.render(request_id, request, timeout_s)
 
 
 def cancel(request_id: int) -> bool:
     """Stop the worker if it is busy with `request_id`; True if it was stopped. An idle worker is kept."""
-    with _lock:
-        if _worker is None or _worker.pending != request_id:
+    with _worker.lock:
+        if _worker.current is None or _worker.current.pending != request_id:
             return False
-        _worker.kill()  # the waiting render() sees the end of output and raises WorkerError
+        _worker.current.kill()  # the waiting render() sees the end of output and raises WorkerError
         return True
 
 
 def stop() -> None:
-    global _worker
-    with _lock:
-        if _worker is not None:
-            _worker.stop()
-            _worker = None
-
-
-atexit.register(stop)
+    _worker.stop()

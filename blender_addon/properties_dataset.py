@@ -39,7 +39,7 @@ class NEURALFACE_PG_dataset(bpy.types.PropertyGroup):
                             description="Face mesh to render (empty: the scene's largest mesh)")
     samples: IntProperty(name="Samples", default=_DEFAULTS.samples, min=1, soft_max=5000,
                          description="Number of random views (camera + lights) to render")
-    unlabelled: IntProperty(name="Unlabelled Views", default=_DEFAULTS.unlabelled, min=0, soft_max=20000,
+    unlabelled: IntProperty(name="Unlabelled Views", default=2 * _DEFAULTS.samples, min=0, soft_max=20000,
                             description="Extra views with a G-buffer only (no path-traced ground truth); training "
                                         "labels them with its teacher network")
     resolution: IntVectorProperty(name="Resolution", size=2, default=_DEFAULTS.resolution, min=1,

@@ -7,15 +7,12 @@ No bpy here, so it can be used from worker threads. The add-on either connects t
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import secrets
 import shutil
 import socket
-import subprocess
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -23,7 +20,7 @@ import urllib.request
 from pathlib import Path
 
 from .atomic import atomic_open
-from .worker import NO_CONSOLE, log_tail
+from .processes import ChildProcess, SessionSingleton
 
 STARTUP_TIMEOUT_S = 90.0  # first start imports torch; a cold disk cache can take a while
 STOP_TIMEOUT_S = 15.0  # the service's own shutdown (a training job's last step, open requests) takes up to 10 s
@@ -91,6 +88,16 @@ class ServiceClient:
     def cancel_training(self, job_id: str) -> dict:
         return self._json("POST", f"/train/{urllib.parse.quote(job_id)}/cancel")
 
+    def start_dataset(self, scene: str, out: str, settings: dict, cluster: str) -> dict:
+        """Generate Dataset on the service's Ray cluster, which must be `cluster` (docs/cluster.md)."""
+        return self._json("POST", "/dataset", {"scene": scene, "out": out, "settings": settings, "cluster": cluster})
+
+    def dataset_status(self, job_id: str) -> dict:
+        return self._json("GET", f"/dataset/{urllib.parse.quote(job_id)}")
+
+    def cancel_dataset(self, job_id: str) -> dict:
+        return self._json("POST", f"/dataset/{urllib.parse.quote(job_id)}/cancel")
+
     def render(self, bank: str, gbuffer: str, renderer: str = "auto", out: str | None = None) -> dict:
         payload = {"bank": bank, "gbuffer": gbuffer, "renderer": renderer}
         if out is not None:
@@ -130,14 +137,16 @@ def default_python() -> str:
 
 
 class LocalService:
-    """`python -m backend serve` on a free loopback port, allowed to touch `folders` and its temp folder."""
+    """`python -m backend serve` on a free loopback port, allowed to touch `folders` and its temp folder;
+    with `cluster` ({"address", "token_file"}), it renders Generate Dataset requests on that Ray cluster."""
 
-    def __init__(self, python: str, folders: list[str]):
+    def __init__(self, python: str, folders: list[str], cluster: dict | None = None):
         if not python or not Path(python).is_file():
             raise ServiceUnreachable(
                 f"backend Python interpreter not found: {python!r}; set it in the add-on preferences "
                 f"(the project's .venv/bin/python) or give the URL of a running service")
         self.folders = sorted({str(Path(f).resolve()) for f in folders})
+        self.cluster = cluster
         self.temp = tempfile.mkdtemp(prefix="neural-face-addon-")
         token = secrets.token_urlsafe(32)
         ready = Path(self.temp) / "ready.json"
@@ -147,10 +156,12 @@ class LocalService:
                    "--parent-pid", str(os.getpid())]  # the service stops by itself if Blender is killed
         for folder in self.folders:
             command += ["--allow", folder]
-        with open(self.log_path, "w") as log:
-            # The token travels in the environment, not on the command line other users can read.
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                            env={**os.environ, "NEURAL_FACE_TOKEN": token}, creationflags=NO_CONSOLE)
+        if cluster:
+            command += ["--cluster", cluster["address"]]
+            command += ["--cluster-token-file", cluster["token_file"]] if cluster.get("token_file") else []
+        # The token travels in the environment, not on the command line other users can read.
+        self.child = ChildProcess(command, self.log_path, env={**os.environ, "NEURAL_FACE_TOKEN": token})
+        self.process = self.child.process
         try:
             self.client = ServiceClient(self._wait_ready(ready), token)
             self._wait_healthy()
@@ -180,57 +191,43 @@ class LocalService:
                 time.sleep(0.1)
 
     def log_tail(self, lines: int = 15) -> str:
-        return "\n".join(log_tail(self.log_path, lines))
+        return "\n".join(self.child.log_tail(lines))
 
     def covers(self, folders: list[str]) -> bool:
         return all(any(Path(f).resolve().is_relative_to(root) for root in self.folders) for f in folders)
 
     def alive(self) -> bool:
-        return self.process.poll() is None
+        return self.child.alive()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        self.child.stop(STOP_TIMEOUT_S)
         shutil.rmtree(self.temp, ignore_errors=True)
 
 
-_local: LocalService | None = None
-_local_lock = threading.Lock()
+_local = SessionSingleton(LocalService.stop)
 
 
-def local_service(python: str, folders: list[str]) -> ServiceClient:
-    """The add-on's own service, started (or restarted with more allowed folders) when needed."""
-    global _local
-    with _local_lock:
-        if _local is None or not _local.alive() or not _local.covers(folders):
-            previous = _local.folders if _local is not None and _local.alive() else []
-            _stop_locked()
-            _local = LocalService(python, previous + list(folders))
-        return _local.client
+def local_service(python: str, folders: list[str], cluster: dict | None = None) -> ServiceClient:
+    """The add-on's own service, started (or restarted with more allowed folders, or for another
+    cluster when one is asked for) when needed."""
+    def usable(service: LocalService) -> bool:
+        return service.alive() and service.covers(folders) and cluster in (None, service.cluster)
+
+    def start(previous: LocalService | None) -> LocalService:  # it keeps what the one before was allowed
+        if previous is None:
+            return LocalService(python, list(folders), cluster)
+        return LocalService(python, previous.folders + list(folders), cluster or previous.cluster)
+
+    return _local.get(usable, start).client
 
 
-def connect(connection: dict, folders: list[str]) -> ServiceClient:
-    """A client for `connection` (from preferences.connection): the given URL, or the add-on's own service."""
+def connect(connection: dict, folders: list[str], cluster: dict | None = None) -> ServiceClient:
+    """A client for `connection` (from preferences.connection): the given URL, or the add-on's own service
+    (started with `cluster`, from preferences.cluster, when given)."""
     if "url" in connection:
         return ServiceClient(connection["url"], connection["token"])
-    return local_service(connection["python"], folders)
+    return local_service(connection["python"], folders, cluster)
 
 
 def stop_local_service() -> None:
-    with _local_lock:
-        _stop_locked()
-
-
-def _stop_locked() -> None:
-    global _local
-    if _local is not None:
-        _local.stop()
-        _local = None
-
-
-atexit.register(stop_local_service)
+    _local.stop()

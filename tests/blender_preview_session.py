@@ -4,7 +4,8 @@ Usage: python blender_preview_session.py SCENE.blend RESULT.json ACTION [key=val
 ACTION: preview, train, live (the change detector), live_frames (the Live timer's callback, pumped
 as Blender's event loop would: timers never fire in background mode), cancel (cancels, and a
 worker that does not answer in time), snapshots (which edits write a new snapshot of the target)
-or hold_worker (one preview, then the worker's pid in RESULT.json and wait to be killed).
+hold_worker (one preview, then the worker's pid in RESULT.json and wait to be killed) or dataset
+(Generate Dataset on the Ray cluster given as cluster=HOST:PORT token_file=FILE, through the service).
 Enables the add-on as Blender does, sets up Suzanne with a camera and a point light, runs the
 operator, and writes what the test checks into RESULT.json (and the preview image as .npy).
 """
@@ -134,11 +135,11 @@ def wait_for(condition, seconds: float = 60.0) -> None:
 
 def cancel_then_preview() -> dict:
     """Cancel a frame while the worker renders it, preview again, cancel a finished frame, time one out."""
-    from blender_addon import preview_job, preview_worker_client, worker
+    from blender_addon import preview_job, preview_worker_client, processes
 
     job = preview_job.PreviewJob(bpy.context)
     thread = preview_job.run_in_background(job)
-    wait_for(lambda: preview_worker_client._worker is not None and preview_worker_client._worker.pending)
+    wait_for(lambda: getattr(preview_worker_client._worker.current, "pending", None))
     job.cancel()  # the worker is still starting: its reply cannot have come yet
     thread.join(120)
     result = {"cancel_error": job.error, "cancelled_frame": job.shaded is not None}
@@ -146,17 +147,18 @@ def cancel_then_preview() -> dict:
 
     finished = preview_job.PreviewJob(bpy.context)
     finished.run()
-    pid = preview_worker_client._worker.process.pid
+    pid = preview_worker_client._worker.current.process.pid
     finished.cancel()  # nothing of it is in the worker any more: the worker must stay
-    result["idle_worker_kept"] = preview_worker_client._worker.alive() and preview_worker_client._worker.process.pid == pid
+    worker = preview_worker_client._worker.current
+    result["idle_worker_kept"] = worker.alive() and worker.process.pid == pid
 
     late = preview_job.PreviewJob(bpy.context)
     try:
-        preview_worker_client.render(worker.command("preview"), preview_worker_client.new_request_id(),
+        preview_worker_client.render(processes.blender_command("preview"), preview_worker_client.new_request_id(),
                                      late._request, timeout_s=0.001)
     except preview_worker_client.WorkerError as exc:
         result["timeout_error"] = str(exc)
-    result["worker_after_timeout_alive"] = preview_worker_client._worker.alive()
+    result["worker_after_timeout_alive"] = preview_worker_client._worker.current.alive()
     late.run()
     result["after_timeout_frame"] = late.shaded is not None and late.error is None
 
@@ -167,7 +169,7 @@ def cancel_then_preview() -> dict:
         edit()
         job = preview_job.PreviewJob(bpy.context)
         job.run()
-        pids.append(preview_worker_client._worker.process.pid if job.error is None else job.error)
+        pids.append(preview_worker_client._worker.current.process.pid if job.error is None else job.error)
     result["worker_pids_light_then_material_edit"] = pids
     return result
 
@@ -211,7 +213,7 @@ def hold_worker(result_path: str) -> None:
     """Leave the preview worker running, report its pid, and wait for the test's kill -9."""
     from blender_addon import preview_worker_client
 
-    Path(result_path).write_text(json.dumps({"worker_pid": preview_worker_client._worker.process.pid}))
+    Path(result_path).write_text(json.dumps({"worker_pid": preview_worker_client._worker.current.process.pid}))
     time.sleep(600)
 
 
@@ -258,6 +260,12 @@ def main(scene_path: str, result_path: str, action: str, options: dict) -> None:
         result.update(cancel_then_preview())
     elif action == "live":
         result["changed"] = live_signature_changes(scene)
+    elif action == "dataset":
+        prefs.cluster, prefs.cluster_token_file = options["cluster"], options["token_file"]
+        props = scene.neural_face_dataset
+        props.output_dir, props.samples, props.resolution = options["dataset"], 3, (48, 48)
+        props.gt_samples, props.gbuffer_light_samples, props.seed = 256, 2, 5
+        result["operator"], result["error"] = run_operator(bpy.ops.neural_face.generate_dataset)
     elif action == "live_frames":
         scene.neural_face_preview.resolution, scene.neural_face_preview.renderer = 32, "torch"
         result.update(live_frames(scene))

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +23,10 @@ from backend.bank import random_bank, save_bank
 from backend.dataset import open_dataset
 from backend.hashing import gbuffer_tile_keys
 from conftest import run_backend
+from service_process import start_service, stop_service
 
 UNWRITABLE = "/sys/neural-face-test"  # a folder nobody, root included, may create files in
+PARALLEL_CASES = 4
 
 RENDER = ["render", "--bank", "{bank}", "--gbuffer", "{gbuffer}", "--out", "{ws}/new.png"]
 TRAIN = ["train", "--data", "{dataset}", "--out", "{ws}/new.nfbank", "--steps", "1"]
@@ -178,8 +181,10 @@ def workspace(suzanne_dataset, suzanne_blend, tmp_path_factory) -> dict[str, str
     paths["notes"].write_text("my notes, not a bank\n")
     paths["holiday_png"].write_bytes(b"\x89PNG\r\n\x1a\n not a render of ours")
     (ws / "taken.single_cost.nfbank").write_text("a file of the user's\n")
+    np.save(ws / "measurements.npy", np.arange(12))  # a user's array: not a [H, W, 4] float32 frame
     paths["photos"].mkdir()
     (paths["photos"] / "beach.jpg").write_bytes(b"\xff\xd8\xff")
+    (ws / "folder.npy").mkdir()
     for folder in ("folder_png", "empty_dir", "broken_dataset"):
         paths[folder].mkdir()
     manifest = (suzanne_dataset / "manifest.json").read_bytes()
@@ -187,26 +192,47 @@ def workspace(suzanne_dataset, suzanne_blend, tmp_path_factory) -> dict[str, str
     return {name: str(path) for name, path in paths.items()}
 
 
-def snapshot(*roots: str) -> dict[str, tuple]:
-    """Every path under the roots with its kind, mode and content hash."""
+def snapshot(root: str) -> dict[str, tuple]:
+    """Every path under root (relative) with its kind, mode and content hash."""
     state = {}
-    for root in roots:
-        for folder, dirs, files in os.walk(root):
-            for name in dirs:
-                state[os.path.join(folder, name)] = ("dir", os.stat(os.path.join(folder, name)).st_mode)
-            for name in files:
-                path = os.path.join(folder, name)
-                state[path] = ("file", os.stat(path).st_mode, hashlib.sha256(Path(path).read_bytes()).hexdigest())
+    for folder, dirs, files in os.walk(root):
+        for name in dirs:
+            path = os.path.join(folder, name)
+            state[os.path.relpath(path, root)] = ("dir", os.stat(path).st_mode)
+        for name in files:
+            path = os.path.join(folder, name)
+            state[os.path.relpath(path, root)] = ("file", os.stat(path).st_mode,
+                                                  hashlib.sha256(Path(path).read_bytes()).hexdigest())
     return state
 
 
+@pytest.fixture(scope="module")
+def outcomes(workspace, tmp_path_factory) -> dict[str, tuple]:
+    """Every case run once, a few at a time (each is a process start, mostly imports), each in its own
+    copy of the workspace: case -> (completed process, workspace before, workspace after)."""
+    base, copies = workspace["ws"], tmp_path_factory.mktemp("bad_input_cases")
+    dataset_before = snapshot(workspace["dataset"])
+
+    def run(index: int, case: str) -> tuple:
+        root = str(copies / str(index))
+        shutil.copytree(base, root, symlinks=True)
+        paths = {name: root + value[len(base):] if value.startswith(base) else value
+                 for name, value in workspace.items()}
+        args, _ = CASES[case]
+        before = snapshot(root)
+        result = run_backend(*(arg.format(**paths) for arg in args), timeout=180)
+        return result, before, snapshot(root)
+
+    with ThreadPoolExecutor(max_workers=PARALLEL_CASES) as pool:
+        done = dict(zip(CASES, pool.map(run, range(len(CASES)), CASES)))
+    assert snapshot(workspace["dataset"]) == dataset_before, "a case changed the dataset"
+    return done
+
+
 @pytest.mark.parametrize("case", list(CASES))
-def test_bad_input_is_one_line_and_changes_nothing(case, workspace):
-    args, fragment = CASES[case]
-    args = [arg.format(**workspace) for arg in args]
-    before = snapshot(workspace["ws"], workspace["dataset"])
-    result = run_backend(*args, timeout=120)
-    after = snapshot(workspace["ws"], workspace["dataset"])
+def test_bad_input_is_one_line_and_changes_nothing(case, outcomes):
+    result, before, after = outcomes[case]
+    fragment = CASES[case][1]
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
     assert result.returncode not in (0, None), result.stdout[-2000:] + result.stderr[-2000:]
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
@@ -220,3 +246,66 @@ def test_every_command_is_swept():
 
     swept = {args[0] for args, _ in CASES.values()}
     assert swept == set(COMMANDS) - {"demo"}  # demo only chains generate, train and report
+
+
+def test_outputs_of_ours_are_replaced_and_a_foreign_one_only_with_overwrite(workspace, tmp_path):
+    """The other side of the rule: a render replaces its own image, and --overwrite a foreign one."""
+    foreign = tmp_path / "holiday.png"
+    foreign.write_bytes(Path(workspace["holiday_png"]).read_bytes())
+    render = ["render", "--bank", workspace["bank"], "--gbuffer", workspace["gbuffer"]]
+    for out in (tmp_path / "frame.png", tmp_path / "frame.exr"):
+        for _ in range(2):
+            result = run_backend(*render, "--out", out)
+            assert result.returncode == 0, result.stderr[-2000:]
+    assert run_backend(*render, "--out", foreign).returncode == 2
+    assert run_backend(*render, "--out", foreign, "--overwrite").returncode == 0
+    from backend.outputs import BANK, IMAGE, check_output
+
+    check_output(foreign, IMAGE)  # now a render of ours
+    check_output(workspace["bank"], BANK)
+
+
+SERVICE_CASES = {  # the service's jobs follow the same output rule: refused before a job starts
+    "train bank a foreign file": ("/train", {"bank": "{notes}"}, "did not write"),
+    "train bank a folder": ("/train", {"bank": "{photos}"}, "is a folder"),
+    "train report_dir a file": ("/train", {"report_dir": "{notes}"}, "is a file"),
+    "train report_dir a foreign folder": ("/train", {"report_dir": "{photos}"}, '"overwrite": true'),
+    "render out a foreign array": ("/render", {"out": "{ws}/measurements.npy"}, "did not write"),
+    "render out a folder": ("/render", {"out": "{ws}/folder.npy"}, "is a folder"),
+}
+
+
+@pytest.fixture(scope="module")
+def service(workspace, tmp_path_factory):
+    service = start_service([Path(workspace["ws"]), Path(workspace["dataset"])], tmp_path_factory.mktemp("service"))
+    yield service
+    stop_service(service)
+
+
+@pytest.mark.parametrize("case", list(SERVICE_CASES))
+def test_service_refuses_outputs_it_did_not_write(case, workspace, service):
+    route, fields, fragment = SERVICE_CASES[case]
+    body = {"dataset": workspace["dataset"]} if route == "/train" else \
+        {"bank": workspace["bank"], "gbuffer": workspace["gbuffer"], "renderer": "torch"}
+    body.update({key: value.format(**workspace) for key, value in fields.items()})
+    before = snapshot(workspace["ws"]), snapshot(workspace["dataset"])
+    with service.client() as client:
+        answer = client.post(route, json=body)
+    assert answer.status_code == 422 and fragment in answer.json()["detail"], answer.text
+    assert (snapshot(workspace["ws"]), snapshot(workspace["dataset"])) == before
+
+
+def test_service_replaces_its_own_frame_and_a_foreign_one_only_when_asked(workspace, service):
+    body = {"bank": workspace["bank"], "gbuffer": workspace["gbuffer"], "renderer": "torch"}
+    tmp_path = Path(workspace["ws"]) / "frames"  # inside the service's allowed folders
+    tmp_path.mkdir()
+    foreign = tmp_path / "foreign.npy"
+    np.save(foreign, np.arange(3))
+    with service.client() as client:
+        own = {**body, "out": str(tmp_path / "frame.npy")}
+        assert client.post("/render", json=own).status_code == 200
+        assert client.post("/render", json=own).status_code == 200  # its own frame: replaced
+        assert client.post("/render", json={**body, "out": str(foreign)}).status_code == 422
+        assert np.load(foreign).shape == (3,)
+        assert client.post("/render", json={**body, "out": str(foreign), "overwrite": True}).status_code == 200
+    assert np.load(foreign).shape == (64, 64, 4)

@@ -20,36 +20,36 @@ def renderer():
 
 def test_planes_of_the_wrong_dtype(renderer):
     g = sphere_gbuffer(20, 20)
-    g.planes = g.planes.astype(np.float64)
     with pytest.raises(GBufferError, match="planes must be a C-contiguous float32"):
+        g.planes = g.planes.astype(np.float64)  # refused by the G-buffer itself, before any renderer
         renderer.render(g)
 
 
 def test_planes_not_contiguous(renderer):
     g = sphere_gbuffer(20, 20)
-    g.planes = g.planes[:, :, ::2]
     with pytest.raises(GBufferError, match="C-contiguous"):
+        g.planes = g.planes[:, :, ::2]
         renderer.render(g)
 
 
 def test_channels_that_do_not_match_the_lights(renderer):
     g = sphere_gbuffer(20, 20, n_lights=1)
-    g.lights = np.concatenate([g.lights, g.lights])  # 2 lights, but light-pass planes for 1
     with pytest.raises(GBufferError, match="15 planes for 2 light"):
+        g.lights = np.concatenate([g.lights, g.lights])  # 2 lights, but light-pass planes for 1
         renderer.render(g)
 
 
 def test_background_of_another_size(renderer):
     g = sphere_gbuffer(20, 20)
-    g.background = np.zeros((3, 20, 21), dtype=np.float32)
     with pytest.raises(GBufferError, match="background"):
+        g.background = np.zeros((3, 20, 21), dtype=np.float32)
         renderer.render(g)
 
 
 def test_empty_frame(renderer):
     g = sphere_gbuffer(20, 20)
-    g.planes = np.zeros((15, 0, 20), dtype=np.float32)
     with pytest.raises(GBufferError, match="H, W > 0"):
+        g.planes = np.zeros((15, 0, 20), dtype=np.float32)
         renderer.render(g)
 
 

@@ -6,7 +6,7 @@ Skipped, with a message, only where nvcc is absent; never passes without compili
 
 import pytest
 
-from backend.kernel_build import (STATIC_SHARED_LIMIT, KernelBuildError, KernelConfig, build_cubin,
+from backend.renderers.kernel_build import (STATIC_SHARED_LIMIT, KernelBuildError, KernelConfig, build_cubin,
                                   build_emulator, find_nvcc)
 
 DEFAULT = KernelConfig((23, 32, 32, 3))  # the training default (TrainConfig.widths)

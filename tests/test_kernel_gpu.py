@@ -70,8 +70,8 @@ def test_buffers_are_reused_and_resized_between_frames():
     for g in (small, small, large, small):
         np.testing.assert_allclose(renderer.render(g), reference.render(g), rtol=RTOL, atol=ATOL)
     bad = sphere_gbuffer(20, 20)
-    bad.planes = bad.planes.astype(np.float64)
     with pytest.raises(GBufferError):
+        bad.planes = bad.planes.astype(np.float64)
         renderer.render(bad)
     np.testing.assert_allclose(renderer.render(small), reference.render(small), rtol=RTOL, atol=ATOL)
 

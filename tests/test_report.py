@@ -45,6 +45,9 @@ def test_report_has_every_part(trained, suzanne_dataset, tmp_path, capsys):
     assert all((out / name).is_file() for name in images)
     for part in ("tile_keys.png", "bucket_sizes.png", "tile_seams.png", "curve_hash_bank.png"):
         assert part in images
+    from backend.outputs import REPORT, check_output
+
+    check_output(out, REPORT)  # the next report may replace this one (and the trained bank's own outputs)
 
 
 def test_report_needs_test_views(trained, suzanne_dataset, tmp_path):

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from backend.bank import random_bank, unpack
+from backend.errors import GBufferError
 from backend.features import compute_features, light_scale
 from backend.gbuffer import GBuffer, light_pass_planes
 from backend.hashing import gbuffer_tile_keys, pixel_tile_map
@@ -71,6 +72,20 @@ def test_without_background_uncovered_is_black_and_empty_frame_works():
     assert (create(bank).render(g)[~g.covered] == 0).all()
     g.planes[0] = 0
     assert (create(bank).render(g) == 0).all()
+
+
+def test_an_array_assigned_after_construction_is_checked_and_a_bad_one_refused():
+    """rendering.py and the service set the background after reading: the G-buffer checks it then."""
+    g = sphere_gbuffer(16, 16)
+    background, planes = g.background, g.planes.copy()
+    with pytest.raises(GBufferError, match="background is"):
+        g.background = np.zeros((3, 16, 17), np.float32)
+    planes[3:, g.covered] = np.nan  # every plane but mask and UV
+    with pytest.raises(GBufferError, match="NaN or Inf"):
+        g.planes = planes
+    assert g.background is background and np.isfinite(g.planes).all()  # the refused arrays were not kept
+    g.background = np.ones((3, 16, 16), np.float32)
+    assert (create(bank_for(g)).render(g)[~g.covered, :3] == 1).all()
 
 
 def test_auto_choice_and_registry():

@@ -7,8 +7,8 @@ Ray reads its environment when it is imported, so `connect` sets it first:
 - with a token file, RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH; a local cluster gets a fresh
   random token of its own (else Ray would write one to ~/.ray/auth_token, and every later
   `ray start --head` of the user would silently require it);
-- Ray's C++ warnings off the driver's terminal (RAY_BACKEND_LOG_LEVEL=error): it retries a
-  refused connection with a warning a second, and the one-line error says what went wrong.
+- RAY_NUM_REDIS_GET_RETRIES=6: a driver tries the head's GCS for about 6 s (Ray's default: 20),
+  so a refused token or a port that is no Ray head fails fast too.
 An unreachable address fails within seconds: a TCP probe first (ray.init itself retries for minutes),
 then a watchdog on ray.init for a port that answers but is no Ray head.
 """
@@ -19,8 +19,10 @@ import ipaddress
 import logging
 import os
 import secrets
+import shutil
 import socket
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,7 +32,8 @@ from backend.errors import UserError
 
 LOCAL = "local"
 PROBE_TIMEOUT_S = 3.0
-INIT_TIMEOUT_S = 30.0
+INIT_TIMEOUT_S = 15.0  # a last resort: GCS_CONNECT_TRIES ends ray.init's own retries well before
+GCS_CONNECT_TRIES = 6  # about a second each
 START_HINT = "start one with `ray start --head --port 6379` (docs/cluster.md) or use --cluster local"
 
 
@@ -81,7 +84,7 @@ def local_layout(workers: int) -> tuple[int, int]:
 
 def ray_environment(address: ClusterAddress, token_file: str | None) -> dict[str, str]:
     env = {name: os.environ.get(name, default) for name, default in
-           (("RAY_USAGE_STATS_ENABLED", "0"), ("RAY_BACKEND_LOG_LEVEL", "error"))}
+           (("RAY_USAGE_STATS_ENABLED", "0"), ("RAY_NUM_REDIS_GET_RETRIES", str(GCS_CONNECT_TRIES)))}
     if address.is_local and not token_file:
         env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
     if address.is_loopback:
@@ -128,12 +131,17 @@ def connect(address: ClusterAddress, token_file: str | None = None,
     import ray
 
     options = dict(logging_level=logging.ERROR, log_to_driver=False, namespace="neural-face")
+    # A local cluster's sessions and logs go to a folder of this run, removed with it (Ray's
+    # default, /tmp/ray, keeps every session). Short: Ray's socket paths must fit in 107 bytes.
+    session_folder = tempfile.mkdtemp(prefix="nf-ray-", dir="/tmp" if os.name == "posix" else None) \
+        if address.is_local else None
     watchdog = threading.Timer(init_timeout_s, _give_up, (address, init_timeout_s))
     watchdog.daemon = True
     watchdog.start()
     try:
         if address.is_local:
-            ray.init(num_cpus=local_layout(address.local_workers)[0], include_dashboard=False, **options)
+            ray.init(num_cpus=local_layout(address.local_workers)[0], include_dashboard=False,
+                     _temp_dir=session_folder, **options)
         else:
             ray.init(address=f"{address.host}:{address.port}", **options)
     except ray.exceptions.AuthenticationError as exc:
@@ -153,3 +161,5 @@ def connect(address: ClusterAddress, token_file: str | None = None,
         yield ray
     finally:
         ray.shutdown()
+        if session_folder:
+            shutil.rmtree(session_folder, ignore_errors=True)

@@ -39,6 +39,8 @@ class RunStats:
     render_seconds: float = 0.0  # from the first sample handed out to the last committed
 
     def summary(self) -> str:
+        if not self.samples:
+            return f"cluster: nothing left to render ({self.workers} workers started)"
         per_sample = self.bytes_received / max(self.samples, 1) / 1024
         writes = self.samples / self.write_seconds if self.write_seconds else float("inf")
         rate = self.bytes_received / self.write_seconds / 2**20 if self.write_seconds else float("inf")
@@ -107,6 +109,13 @@ class WorkerPool:
                             f"the driver {self.expected['object']}; both must load the same file")
         self.nodes[actor] = node
 
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Let the live workers remove their folders before the connection ends them."""
+        try:
+            self.ray.get([actor.close.remote() for actor in self.nodes], timeout=timeout_s)
+        except (self.ray.exceptions.RayError, self.ray.exceptions.GetTimeoutError):
+            pass  # a worker that cannot answer now is swept up by the next run on its node
+
     def start(self, plan: list[tuple[str | None, int]]) -> None:
         launched = [self.launch(cpus, node_id) for node_id, cpus in plan]
         try:
@@ -119,16 +128,13 @@ class WorkerPool:
         for (actor, _), info in zip(launched, infos):
             self.accept(actor, info)
 
-    def kill_all(self) -> None:
-        for actor in list(self.nodes):
-            self.ray.kill(actor)
-        self.nodes.clear()
-
 
 def render_samples(ray, pool: WorkerPool, job,
-                   on_change: Callable[[int, int], None] = lambda finished, live: None,
-                   should_stop: Callable[[], bool] = lambda: False) -> RunStats:
-    """Hand out job.pending to the pool's workers until every sample is committed (or should_stop)."""
+                   on_change: Callable[[int, int], None] = lambda finished, live: None) -> RunStats:
+    """Hand out job.pending to the pool's workers until every sample is committed.
+
+    A Ctrl-C (KeyboardInterrupt) ends it at once: finished samples are committed, the workers
+    go with the driver's connection."""
     lost = (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError, ray.exceptions.WorkerCrashedError)
     stats = RunStats()
     queue = deque(job.pending)
@@ -138,8 +144,6 @@ def render_samples(ray, pool: WorkerPool, job,
     busy: dict = {}  # ObjectRef -> (actor, sample index, or None while a replacement loads)
     no_worker_since = None
     while queue or any(index is not None for _, index in busy.values()):
-        if should_stop():
-            break
         while idle and queue:
             actor, index = idle.popleft(), queue.popleft()
             attempts[index] += 1
@@ -184,8 +188,9 @@ def render_samples(ray, pool: WorkerPool, job,
 def commit(job, index: int, record: dict, files: dict[str, bytes], committed: set[int], stats: RunStats) -> None:
     """Write one returned sample's files atomically, then add its record to the manifest."""
     expected = {record.get("gbuffer"), record.get("ground_truth")}
-    if record.get("index") != index or set(files) != expected or not all(
-            name.startswith("samples/") and "/" not in name[len("samples/"):] for name in expected):
+    if record.get("index") != index or set(files) != expected or not all(  # a file of this sample in samples/
+            os.path.dirname(name) == "samples" and os.path.basename(name).startswith(f"{index:06d}.")
+            for name in expected):
         raise UserError(f"a worker returned sample {record.get('index')} with files {sorted(files)} "
                         f"for sample {index}; is it running the driver's code?")
     if index in committed:  # never written twice, even if a sample ever came back twice
@@ -234,4 +239,5 @@ def generate_on_cluster(job, address: ClusterAddress, token_file: str | None, wo
             stats = render_samples(ray, pool, job, on_change)
         stats.workers, stats.start_seconds = len(pool.cpus), start_seconds
         stats.render_seconds = time.perf_counter() - started - start_seconds
+        pool.close()  # only after a complete run: after a Ctrl-C, a busy worker would hold the exit up
         return stats

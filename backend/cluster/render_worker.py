@@ -104,3 +104,7 @@ class SampleRenderer:
                 files[record[key]] = stream.read()
             os.remove(path)
         return record, files
+
+    def close(self) -> None:
+        """At the end of a run: leave nothing behind (a worker killed instead is swept up by the next)."""
+        shutil.rmtree(self.folder, ignore_errors=True)

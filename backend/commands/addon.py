@@ -8,7 +8,6 @@ from pathlib import Path
 
 from backend.errors import UserError
 
-HELP = "Build the installable Blender extension zip"
 SOURCE = Path(__file__).resolve().parents[2] / "blender_addon"
 
 

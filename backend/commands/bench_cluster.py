@@ -20,7 +20,6 @@ from pathlib import Path
 
 from backend.commands.example import ensure_example
 
-HELP = "Print local vs local-Ray-cluster dataset generation figures"
 SUMMARY = re.compile(r"cluster: (\d+) samples in ([\d.]+) s on (\d+) workers after a ([\d.]+) s start; "
                      r"(\d+) KiB received per sample; driver commits (\d+|inf) samples/s \((\d+|inf) MiB/s\)")
 

@@ -14,8 +14,6 @@ from pathlib import Path
 from backend.commands.example import ensure_example
 from backend.commands.generate import import_addon, quiet_stdout
 
-HELP = "Print dataset generation speed and memory figures"
-
 
 def add_arguments(parser) -> None:
     parser.add_argument("--samples", type=int, default=50, help="samples to render (default 50)")
@@ -33,16 +31,16 @@ def memory_mib() -> tuple[float, float]:
 def run(args) -> int:
     from tqdm import tqdm
 
-    from backend.commands.generate import prepare_job
+    from backend.commands import generate
 
     scene = args.scene or ensure_example()
     addon = import_addon()
     with tempfile.TemporaryDirectory() as out:
-        generate_args = argparse.Namespace(
-            scene=str(scene), out=out, samples=args.samples, resolution=(args.resolution, args.resolution),
-            seed=0, lights=(1, 2), gt_samples=args.gt_samples, no_denoise=False, light_samples=4,
-            light_radius=None, object="", front_axis="-Y", overwrite=False)
-        job = prepare_job(generate_args, addon)
+        parser = argparse.ArgumentParser()  # generate's own options and defaults, whatever it adds later
+        generate.add_arguments(parser)
+        generate_args = parser.parse_args(["--scene", str(scene), "--out", out, "--samples", str(args.samples),
+                                           "--resolution", str(args.resolution), "--gt-samples", str(args.gt_samples)])
+        job = generate.prepare_job(generate_args, addon)
         rss = []
         with job:
             job.start()

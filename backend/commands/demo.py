@@ -15,7 +15,6 @@ from pathlib import Path
 
 from backend.errors import UserError
 
-HELP = "Generate, train and report on the example face"
 ROOT = Path(__file__).resolve().parents[2]
 SCENE = ROOT / "example_scenes" / "cache" / "james.blend"
 

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from backend.errors import UserError
 
-HELP = "Fetch the example face and build its .blend scene"
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / "example_scenes" / "cache"
 BUILD_SCRIPT = ROOT / "example_scenes" / "build_example.py"

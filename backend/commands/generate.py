@@ -9,9 +9,9 @@ import os
 import sys
 from pathlib import Path
 
+from backend.commands.argument_types import non_negative_int
 from backend.errors import UserError
 
-HELP = "Render a dataset (G-buffer + Cycles ground truth) with Blender"
 MAX_SIDE = 8192
 
 
@@ -19,9 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scene", required=True, help="FILE.blend or FILE.obj holding the face mesh")
     parser.add_argument("--out", required=True, help="dataset folder (created, or resumed if it holds this dataset)")
     parser.add_argument("--samples", type=int, default=100, help="number of samples (default 100)")
-    parser.add_argument("--unlabelled", type=int, default=0,
+    parser.add_argument("--unlabelled", type=int, default=None,
                         help="extra views with a G-buffer only, no ground truth: cheap, labelled by the teacher "
-                             "in training (default 0)")
+                             "in training (default: twice --samples)")
     parser.add_argument("--resolution", type=resolution, default=(256, 256), help="W or WxH in pixels (default 256)")
     parser.add_argument("--seed", type=int, default=0, help="random seed of cameras, lights and split")
     parser.add_argument("--lights", type=light_range, default=(1, 2),
@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                               "or local[:N] for a throwaway local cluster of N workers")
     cluster.add_argument("--cluster-token-file", metavar="FILE",
                          help="the head's auth token, for a cluster started with RAY_AUTH_MODE=token")
-    cluster.add_argument("--worker-cpus", type=int, default=0, metavar="K",
+    cluster.add_argument("--worker-cpus", type=non_negative_int, default=0, metavar="K",
                          help="CPUs (Cycles threads) per worker; default 0: one worker per node, all its CPUs")
 
 
@@ -130,7 +130,8 @@ def settings_from_args(args, addon):
     optional = {"light_radius": args.light_radius} if args.light_radius is not None else {}
     return addon.dataset_settings.DatasetSettings(**optional,
         scene=os.path.abspath(args.scene), object=args.object, resolution=args.resolution,
-        samples=args.samples, unlabelled=args.unlabelled, seed=args.seed, gt_samples=args.gt_samples, gt_denoise=not args.no_denoise,
+        samples=args.samples, unlabelled=2 * args.samples if args.unlabelled is None else args.unlabelled,
+        seed=args.seed, gt_samples=args.gt_samples, gt_denoise=not args.no_denoise,
         gbuffer_light_samples=args.light_samples, front_axis=args.front_axis, lights=args.lights)
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from backend.commands.argument_types import torch_device
 
-HELP = "Shade a G-buffer with a weight bank"
-
 
 def add_arguments(parser) -> None:
     parser.add_argument("--bank", required=True, help="weight bank (.nfbank)")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-HELP = "Write the HTML quality report of a bank against a dataset"
-
 
 def add_arguments(parser) -> None:
     parser.add_argument("--bank", required=True, help="weight bank (.nfbank); baselines next to it are included")

@@ -12,8 +12,6 @@ from backend.commands.generate import cluster_address
 from backend.commands.argument_types import port_number, positive_int
 from backend.errors import UserError
 
-HELP = "Run the local HTTP service the Blender add-on talks to"
-
 
 def add_arguments(parser) -> None:
     parser.add_argument("--host", default="127.0.0.1",

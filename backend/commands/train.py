@@ -6,9 +6,9 @@ import argparse
 
 from backend.commands.argument_types import non_negative_int, positive_float, positive_int, torch_device
 from backend.bank import companion_path
+from backend.commands.generate import cluster_address
 from backend.training import KINDS, LOSS_SPACES, TrainConfig, needs_teacher, teacher_config, train
 
-HELP = "Train one network per tile-hash bucket and write a weight bank"
 BASELINES = ("single_cost", "single_params")
 
 
@@ -37,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=positive_int, default=256, help="pixels per bucket per step (default 256)")
     parser.add_argument("--checkpoint-every", type=positive_int, default=200, help="steps between checkpoints")
     parser.add_argument("--eval-every", type=positive_int, default=100, help="steps between validation renders")
-    parser.add_argument("--patience", type=non_negative_int, default=8, help="evaluations without gain before stopping (0: never)")
+    parser.add_argument("--patience", type=non_negative_int, default=8,
+                        help="evaluations without gain before stopping (0: never)")
     parser.add_argument("--kind", choices=KINDS, default="hash_bank", help="model to train (default hash_bank)")
     parser.add_argument("--baselines", action="store_true",
                         help="also train both single-network baselines on the same data and budget "
@@ -55,6 +56,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "validation views")
     parser.add_argument("--tile-size", type=positive_int, default=16)
     parser.add_argument("--bins", type=int, default=8)
+    parser.add_argument("--cluster", type=cluster_address, metavar="ADDRESS",
+                        help="train on a node of this Ray cluster (HOST:PORT or local; a GPU node with --device "
+                             "cuda) and bring the bank back (docs/cluster.md)")
+    parser.add_argument("--cluster-token-file", metavar="FILE", help="the cluster head's auth token")
 
 
 def config_from_args(args, kind: str, out) -> TrainConfig:
@@ -68,7 +73,7 @@ def config_from_args(args, kind: str, out) -> TrainConfig:
     )
 
 
-def run_one(config: TrainConfig, name: str | None = None) -> dict:
+def run_one(config: TrainConfig, name: str | None = None, cluster=None, token_file: str | None = None) -> dict:
     from tqdm import tqdm
 
     name = name or config.kind
@@ -81,7 +86,12 @@ def run_one(config: TrainConfig, name: str | None = None) -> dict:
         bar.set_postfix_str(f"{progress.phase} loss={progress.loss:.4g} val={psnr}{eta}", refresh=False)
 
     try:
-        result = train(config, on_progress=on_progress)
+        if cluster is None:
+            result = train(config, on_progress=on_progress)
+        else:
+            from backend.cluster.training import train_on_cluster
+
+            result = train_on_cluster(config, cluster, token_file, on_progress)
     finally:
         bar.close()
     if result.cancelled:
@@ -105,9 +115,9 @@ def run(args) -> int:
         check_output(out, BANK, args.overwrite)
     first = config_from_args(args, kinds[0], outs[kinds[0]])
     if needs_teacher(first):  # its own bar; the models below then find it and reuse it
-        if run_one(teacher_config(first), "teacher")["cancelled"]:
+        if run_one(teacher_config(first), "teacher", args.cluster, args.cluster_token_file)["cancelled"]:
             return 130
     for kind, out in outs.items():
-        if run_one(config_from_args(args, kind, out))["cancelled"]:
+        if run_one(config_from_args(args, kind, out), cluster=args.cluster, token_file=args.cluster_token_file)["cancelled"]:
             return 130
     return 0

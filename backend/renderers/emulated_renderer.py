@@ -14,7 +14,7 @@ import numpy as np
 
 from backend.bank import Bank
 from backend.gbuffer import GBuffer
-from backend.kernel_build import build_emulator
+from backend.renderers.kernel_build import build_emulator
 from backend.renderers.kernel_host import check_gbuffer, kernel_bank, kernel_filtered_planes
 
 _FLOATS = ctypes.POINTER(ctypes.c_float)

@@ -11,8 +11,8 @@ import numpy as np
 
 from backend.bank import Bank, check_bank
 from backend.errors import BankError, GBufferError
-from backend.gbuffer import FIXED_PLANES, LIGHT_FIELDS, PLANES_PER_LIGHT, GBuffer
-from backend.kernel_build import KernelBuildError, KernelConfig
+from backend.gbuffer import GBuffer
+from backend.renderers.kernel_build import KernelBuildError, KernelConfig
 from backend.prefilter import FilterRadii, filtered_planes
 
 MAX_GRID_Y = 65535  # CUDA's limit on gridDim.y (tile rows)
@@ -38,8 +38,8 @@ def kernel_bank(bank: Bank, weights: str = "bank", min_blocks_per_sm: int = 1) -
     check_bank(bank)
     if weights not in ("bank", "float16"):
         raise BankError(f"weights must be 'bank' or 'float16', got {weights!r}")
-    if bank.meta.get("hidden_activation", "relu") != "relu":
-        raise BankError(f"the kernel implements ReLU hidden layers, the bank uses {bank.meta['hidden_activation']!r}")
+    if bank.hidden_activation != "relu":
+        raise BankError(f"the kernel implements ReLU hidden layers, the bank uses {bank.hidden_activation!r}")
     config = KernelConfig.from_bank(bank, min_blocks_per_sm=min_blocks_per_sm)
     if weights == "float16":
         config = KernelConfig(config.layers, config.tile_size, config.bins, config.output_activation, True,
@@ -68,31 +68,11 @@ def launch_grid(gbuffer: GBuffer, config: KernelConfig) -> tuple[int, int, int]:
 
 
 def check_gbuffer(gbuffer: GBuffer, config: KernelConfig) -> None:
-    """GBufferError unless every array the kernel indexes has the shape, dtype and layout it assumes."""
+    """GBufferError unless the kernel can take the frame: a GBuffer (whose arrays it keeps float32,
+    C-contiguous and of matching shapes whenever they change) within one launch's grid."""
     if not isinstance(gbuffer, GBuffer):
         raise GBufferError(f"expected a backend.gbuffer.GBuffer, got {type(gbuffer).__name__}")
-    where = gbuffer.source
-    arrays = {"planes": gbuffer.planes, "lights": gbuffer.lights, "camera_position": gbuffer.camera_position}
-    if gbuffer.background is not None:
-        arrays["background"] = gbuffer.background
-    for name, array in arrays.items():
-        if not isinstance(array, np.ndarray) or array.dtype != np.float32 or not array.flags.c_contiguous:
-            kind = getattr(array, "dtype", type(array).__name__)
-            raise GBufferError(f"{where}: {name} must be a C-contiguous float32 numpy array, got {kind}")
-    planes, lights = gbuffer.planes, gbuffer.lights
-    if planes.ndim != 3 or planes.shape[1] == 0 or planes.shape[2] == 0:
-        raise GBufferError(f"{where}: planes must be [C, H, W] with H, W > 0, got {planes.shape}")
-    if lights.ndim != 2 or lights.shape[0] < 1 or lights.shape[1] != LIGHT_FIELDS:
-        raise GBufferError(f"{where}: lights must be [L >= 1, {LIGHT_FIELDS}], got {lights.shape}")
-    channels = FIXED_PLANES + PLANES_PER_LIGHT * lights.shape[0]
-    if planes.shape[0] != channels:
-        raise GBufferError(f"{where}: {planes.shape[0]} planes for {lights.shape[0]} light(s); the kernel reads "
-                           f"{channels} (12 fixed + 3 per light)")
-    if gbuffer.camera_position.shape != (3,):
-        raise GBufferError(f"{where}: camera_position must have 3 values, got {gbuffer.camera_position.shape}")
-    _, h, w = planes.shape
-    if gbuffer.background is not None and gbuffer.background.shape != (3, h, w):
-        raise GBufferError(f"{where}: background is {gbuffer.background.shape}, expected (3, {h}, {w})")
-    tile_rows = -(-h // config.tile_size)
+    tile_rows = -(-gbuffer.height // config.tile_size)
     if tile_rows > MAX_GRID_Y:
-        raise GBufferError(f"{where}: {w}x{h} is too large for one launch ({tile_rows} tile rows, at most {MAX_GRID_Y})")
+        raise GBufferError(f"{gbuffer.source}: {gbuffer.width}x{gbuffer.height} is too large for one launch "
+                           f"({tile_rows} tile rows, at most {MAX_GRID_Y})")

@@ -1,8 +1,8 @@
 """The tile kernel on a CUDA GPU, launched with PyCUDA (the optional `cuda` extra, imported lazily).
 
-The cubin is built once per bank shape and device architecture (cached on disk by
-backend.kernel_build) and loaded once per process; the bank is uploaded once; device buffers are
-kept and reused while frames keep their size. Per frame: upload the G-buffer, launch one block
+The cubin is built once per bank shape and device architecture (cached on disk by kernel_build)
+and loaded once per process; the bank is uploaded once; device buffers are kept and reused while
+frames keep their size. Per frame: upload the G-buffer, launch one block
 per tile, download the frame. Every check (G-buffer shape and dtype, bank against shared memory,
 CUDA device present) runs before anything is launched.
 """
@@ -17,31 +17,46 @@ import numpy as np
 from backend.bank import Bank
 from backend.errors import BankError, UserError
 from backend.gbuffer import GBuffer
-from backend.kernel_build import KERNEL_NAME, build_cubin
 from backend.prefilter import filtered_plane_count
+from backend.renderers.kernel_build import KERNEL_NAME, build_cubin
 from backend.renderers.kernel_host import check_gbuffer, kernel_bank, kernel_filtered_planes, launch_grid
 
 _MODULES: dict[tuple[int, str], object] = {}  # (device ordinal, cubin path) -> loaded module
 
 
 class CudaUnavailable(UserError):
-    """PyCUDA or a CUDA device is missing."""
+    """PyCUDA or a CUDA device is missing; `reason` says which in a few words."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
 
 
 def cuda_driver():
-    """pycuda.driver, initialised, or CudaUnavailable saying what is missing."""
+    """pycuda.driver, initialised, or CudaUnavailable saying what is missing: the one CUDA probe of
+    the kernel's renderer, the automatic choice and the benchmark."""
     try:
         import pycuda.driver as cuda
     except ImportError as exc:
-        raise CudaUnavailable(f"the pycuda renderer needs PyCUDA: pip install -e \".[cuda]\" ({exc})") from exc
+        raise CudaUnavailable(f"the pycuda renderer needs PyCUDA: pip install -e \".[cuda]\" ({exc})",
+                              "pycuda is not installed") from exc
     try:
         cuda.init()
         count = cuda.Device.count()
     except Exception as exc:  # pycuda raises its own error types when the driver is missing
-        raise CudaUnavailable(f"no usable CUDA driver ({exc}); use --renderer torch") from exc
+        raise CudaUnavailable(f"no usable CUDA driver ({exc}); use --renderer torch",
+                              f"no usable CUDA driver ({exc})") from exc
     if count == 0:
-        raise CudaUnavailable("no CUDA device found; use --renderer torch")
+        raise CudaUnavailable("no CUDA device found; use --renderer torch", "no CUDA device found")
     return cuda
+
+
+def cuda_available() -> bool:
+    try:
+        cuda_driver()
+    except CudaUnavailable:
+        return False
+    return True
 
 
 class _FrameBuffers:

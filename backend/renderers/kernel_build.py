@@ -20,7 +20,7 @@ from pathlib import Path
 from backend.atomic import atomic_path, write_text_atomic
 from backend.errors import UserError
 
-KERNEL_DIR = Path(__file__).resolve().parent.parent / "kernels"
+KERNEL_DIR = Path(__file__).resolve().parents[2] / "kernels"
 KERNEL_SOURCE = KERNEL_DIR / "tile_kernel.cu"
 EMULATOR_SOURCES = (KERNEL_DIR / "emulator.cpp", KERNEL_SOURCE, KERNEL_DIR / "cuda_emu.h")
 KERNEL_NAME = "nf_tile_kernel"
