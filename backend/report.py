@@ -228,6 +228,7 @@ def _build(work: Path, paths: dict[str, Path], dataset, models: dict[str, Bank],
         "seam_step_ratio_test": results["hash_bank"]["test"]["seam_step_ratio"],
         "speedup_vs_cycles": speedup,
     }
+    headline["aims"] = aims(results)
     return {
         "bank": str(bank_path), "dataset": str(dataset.root), "renderer": renderer_name, "device": device,
         "metric_notes": "PSNR/SSIM/FLIP on sRGB display images (radiance clipped to [0,1]), face pixels only; "
@@ -248,6 +249,31 @@ def _build(work: Path, paths: dict[str, Path], dataset, models: dict[str, Bank],
         "views": pictures,
         "figures": figure_files,
     }
+
+
+AIM_GAIN_DB = 1.0  # the hash bank over one network of the same per-pixel cost (division of labour pays)
+AIM_BEST_DB = 34.0  # the best model on the test views
+AIM_SEAM_STEP_RATIO = 1.2  # no visible tile seams
+
+
+def aims(results: dict) -> list[dict]:
+    """The division-of-labour aims (docs/training.md), each with its measured value and whether it is met."""
+    test = {name: r["test"] for name, r in results.items() if "test" in r}
+    bank = test["hash_bank"]
+    out = []
+    if "single_cost" in test:
+        gain = bank["psnr"] - test["single_cost"]["psnr"]
+        out.append({"aim": f"hash bank >= single_cost + {AIM_GAIN_DB:.1f} dB test PSNR", "value": round(gain, 3),
+                    "met": gain >= AIM_GAIN_DB})
+        better = bank["ssim"] > test["single_cost"]["ssim"] and bank["flip"] < test["single_cost"]["flip"]
+        out.append({"aim": "hash bank better than single_cost in SSIM and FLIP too", "value": better, "met": better})
+    best = max(test, key=lambda name: test[name]["psnr"])
+    out.append({"aim": f"best model >= {AIM_BEST_DB:.0f} dB test PSNR", "value": f"{best} {test[best]['psnr']:.2f}",
+                "met": test[best]["psnr"] >= AIM_BEST_DB})
+    ratio = bank["seam_step_ratio"]
+    out.append({"aim": f"seam step ratio <= {AIM_SEAM_STEP_RATIO}", "value": ratio,
+                "met": ratio is not None and ratio <= AIM_SEAM_STEP_RATIO})
+    return out
 
 
 def _view_pictures(work: Path, view: View, frame: np.ndarray, error: np.ndarray, scores: dict) -> dict:
@@ -283,6 +309,20 @@ def _figures(work: Path, bank: Bank, results: dict, view: View, bank_path: Path)
     return files
 
 
+def _given(provenance: dict) -> str:
+    """One line: the labelled views, the teacher-labelled pixels and the start of a model's training."""
+    parts = [f"{provenance.get('train_samples', '?')} labelled views"]
+    if provenance.get("teacher_pixels"):
+        parts.append(f"{provenance['teacher_pixels']} teacher-labelled pixels of "
+                     f"{provenance['unlabelled_samples']} unlabelled views")
+    parts.append("started from the teacher" if provenance.get("warm_start") else "random start")
+    if provenance.get("specialists_judged"):
+        parts.append(f"{provenance['specialists_replaced']} of {provenance['specialists_judged']} judged specialists "
+                     "replaced by the shared network")
+    parts.append(f"{provenance.get('steps', '?')} steps, {provenance.get('seconds', '?')} s")
+    return "; ".join(parts)
+
+
 def _html(m: dict) -> str:
     esc = html.escape
     rows = []
@@ -301,6 +341,10 @@ def _html(m: dict) -> str:
     figs = "".join(f"<figure><img src='{f}'><figcaption>{esc(k)}</figcaption></figure>" for k, f in m["figures"].items())
     unseen = ", ".join(f"{s}: {100 * x:.1f}%" for s, x in m["unseen_key_share"].items())
     fallback = m["fallback"]
+    aims_rows = "".join(f"<tr><td>{esc(a['aim'])}</td><td>{esc(str(a['value']))}</td>"
+                        f"<td>{'met' if a['met'] else '<b>not met</b>'}</td></tr>" for a in m["headline"].get("aims", []))
+    given = "".join(f"<tr><td>{esc(name)}</td><td>{esc(_given(r['provenance']))}</td></tr>"
+                    for name, r in m["models"].items())
     measured = ", ".join(f"{mode} {psnr:.2f} dB" for mode, psnr in fallback["val_psnr_by_mode"].items())
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Neural face report</title>
 <style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;
@@ -313,6 +357,10 @@ on {esc(m['device'])}.</p>
 <h2>Quality</h2>
 <table><tr><th>model</th><th>split</th><th>PSNR dB</th><th>SSIM</th><th>FLIP</th><th>seam ratio / step ratio</th><th>slots</th>
 <th>parameters</th></tr>{''.join(rows)}</table>
+<h2>Aims</h2>
+<table><tr><th>aim</th><th>measured</th><th></th></tr>{aims_rows}</table>
+<h2>What each model was given</h2>
+<table><tr><th>model</th><th>training data and start</th></tr>{given}</table>
 <p>Tiles with keys unseen in training: {unseen}. Their fallback: <b>{esc(fallback['mode'])}</b>, chosen on the
 validation views ({esc(measured)}).</p>
 <h2>Speed</h2>

@@ -22,6 +22,10 @@ def headline_lines(metrics: dict) -> list[str]:
              if h[key] is not None]
     lines.append("; ".join([f"unseen tile keys on test views: {100 * h['unseen_key_share_test']:.1f}%", *seams])
                  + " (1 = no seams)")
+    for aim in h.get("aims", []):
+        value = aim["value"]
+        shown = f"{value:+.2f}" if isinstance(value, float) else str(value)
+        lines.append(f"aim {'met' if aim['met'] else 'NOT met'}: {aim['aim']} (measured {shown})")
     lines.append(f"neural {t['neural_ms_per_frame']:.1f} ms/frame vs Cycles {t['cycles_s_per_frame']:.2f} s/frame "
                  f"at {t['resolution'][0]}x{t['resolution'][1]}: {t['ratio_cycles_over_neural']:.0f}x faster")
     return lines
