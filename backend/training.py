@@ -501,8 +501,7 @@ def plot_curve(history: list[dict], path: Path, title: str) -> Path:
 
 def teacher_config(config: TrainConfig) -> TrainConfig:
     """The teacher of config: one network of the same layers on the labelled pixels only."""
-    return dataclasses.replace(config, kind="single_cost", out=str(teacher_path(config.out)), teacher=None,
-                               resume=False)
+    return dataclasses.replace(config, kind="single_cost", out=str(teacher_path(config.out)), teacher=None)
 
 
 def needs_teacher(config: TrainConfig) -> bool:
