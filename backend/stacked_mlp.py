@@ -61,7 +61,7 @@ class StackedMLP:
     def load_rows(self, rows: np.ndarray) -> None:
         """Set every network from packed rows [R, P] (the bank layout, backend.bank.pack)."""
         with torch.no_grad():
-            for (w, b), (rw, rb) in zip(self.weights, unpack(torch.from_numpy(np.ascontiguousarray(rows)), self.layers)):
+            for (w, b), (rw, rb) in zip(self.weights, unpack(torch.tensor(np.asarray(rows, dtype=np.float32)), self.layers)):
                 w.copy_(rw)
                 b.copy_(rb)
 
