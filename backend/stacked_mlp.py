@@ -61,7 +61,8 @@ class StackedMLP:
     def load_rows(self, rows: np.ndarray) -> None:
         """Set every network from packed rows [R, P] (the bank layout, backend.bank.pack)."""
         with torch.no_grad():
-            for (w, b), (rw, rb) in zip(self.weights, unpack(torch.tensor(np.asarray(rows, dtype=np.float32)), self.layers)):
+            source = unpack(torch.tensor(np.asarray(rows, dtype=np.float32)), self.layers)  # a copy: rows may be read-only
+            for (w, b), (rw, rb) in zip(self.weights, source):
                 w.copy_(rw)
                 b.copy_(rb)
 
