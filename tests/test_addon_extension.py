@@ -27,6 +27,7 @@ INSTALL_AND_RUN = textwrap.dedent("""
     bpy.ops.wm.open_mainfile(filepath=scene_path)
     props = bpy.context.scene.neural_face_dataset
     props.output_dir, props.samples, props.resolution, props.gt_samples = out_dir, 2, (16, 16), 1
+    props.unlabelled = 2
     report["operator"] = list(bpy.ops.neural_face.generate_dataset("INVOKE_DEFAULT"))
     addon_utils.disable(module)
     report["unregistered"] = [not hasattr(bpy.types, name) for name in
@@ -76,7 +77,7 @@ def test_zip_installs_headless_and_its_operator_generates(addon_zip, suzanne_ble
     assert report == {"enabled": True, "registered": [True, True], "operator": ["FINISHED"],
                       "unregistered": [True, True], "scene_property_removed": True}
     dataset = open_dataset(out)  # background mode: the operator ran synchronously to the end
-    assert dataset.indices() == [0, 1] and dataset.resolution == (16, 16)
+    assert dataset.labelled() == [0, 1] and dataset.indices("unlabelled") == [2, 3] and dataset.resolution == (16, 16)
     dataset.load_gbuffer(1), dataset.load_ground_truth(1)
 
 

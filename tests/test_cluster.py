@@ -24,12 +24,14 @@ from ray_cluster import RAY_ENV, RayNode, marked_processes
 
 SAMPLES = 6
 pytestmark = pytest.mark.timeout(240)
+UNLABELLED = 2  # G-buffer-only views in the run compared with a local one
 
 
-def generate_args(scene, out, samples=SAMPLES) -> list[str]:
+def generate_args(scene, out, samples=SAMPLES, unlabelled=None) -> list[str]:
     """Samples of about a second on one core: long enough to kill a worker or the driver mid-run."""
     return ["generate", "--scene", str(scene), "--out", str(out), "--samples", str(samples), "--resolution", "48",
-            "--lights", "1-2", "--gt-samples", "256", "--light-samples", "2", "--seed", "5"]
+            "--lights", "1-2", "--gt-samples", "256", "--light-samples", "2", "--seed", "5",
+            "--unlabelled", str(UNLABELLED if unlabelled is None else unlabelled)]
 
 
 def run_driver(*args, timeout: float = 180) -> subprocess.CompletedProcess:
@@ -51,7 +53,7 @@ def on_cluster(head: RayNode) -> list[str]:
 def local_reference(tmp_path_factory, suzanne_blend):
     """The same settings rendered locally, without Ray."""
     out = tmp_path_factory.mktemp("local_reference")
-    result = run_driver(*generate_args(suzanne_blend, out))
+    result = run_driver(*generate_args(suzanne_blend, out, unlabelled=UNLABELLED))
     assert result.returncode == 0, result.stderr[-3000:]
     return out
 
@@ -84,17 +86,18 @@ def wait_until(condition, process, timeout: float = 120) -> None:
 def assert_complete_and_valid(out, samples) -> None:
     dataset = open_dataset(out)
     indices = [record["index"] for record in json.loads((out / "manifest.json").read_text())["samples"]]
-    assert indices == list(range(samples)), "every sample once, none twice"
+    assert indices == list(range(samples + UNLABELLED)), "every sample once, none twice"
     for i in indices:
-        dataset.load_gbuffer(i), dataset.load_ground_truth(i)
+        dataset.load_gbuffer(i), dataset.load_ground_truth(i) if i < samples else None
     names = sorted(p.name for p in (out / "samples").iterdir())
-    assert names == sorted(f"{i:06d}{ext}" for i in indices for ext in (".gbuffer.exr", ".gt.exr", ".json"))
+    assert names == sorted(f"{i:06d}{ext}" for i in indices
+                           for ext in ((".gbuffer.exr", ".gt.exr", ".json") if i < samples else (".gbuffer.exr", ".json")))
 
 
 @pytest.mark.slow
 def test_cluster_dataset_equals_local_run(ray_head, suzanne_blend, local_reference, tmp_path):
     out = tmp_path / "cluster"
-    result = run_driver(*generate_args(suzanne_blend, out), *on_cluster(ray_head))
+    result = run_driver(*generate_args(suzanne_blend, out, unlabelled=UNLABELLED), *on_cluster(ray_head))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "workers=2" in result.stderr
     assert comparable(out / "manifest.json") == comparable(local_reference / "manifest.json")
@@ -104,6 +107,10 @@ def test_cluster_dataset_equals_local_run(ray_head, suzanne_blend, local_referen
         for name in ("planes", "lights", "camera_position"):
             assert np.array_equal(getattr(a, name), getattr(b, name)), name
         np.testing.assert_allclose(cluster.load_ground_truth(i), local.load_ground_truth(i), atol=1e-5)
+    for i in cluster.indices("unlabelled"):  # G-buffer-only views come back without a ground truth
+        assert cluster.record(i)["ground_truth"] is None
+        assert np.array_equal(cluster.load_gbuffer(i).planes, local.load_gbuffer(i).planes)
+    assert cluster.indices("unlabelled") == list(range(SAMPLES, SAMPLES + UNLABELLED))
     assert_complete_and_valid(out, SAMPLES)
 
 
@@ -291,7 +298,7 @@ def test_addon_generates_on_the_cluster_through_its_service(ray_head, suzanne_bl
 def test_train_on_the_cluster_brings_back_the_bank_a_local_run_trains(ray_head, suzanne_dataset, tmp_path):
     from backend.bank import load_bank
 
-    common = ["train", "--data", suzanne_dataset, "--steps", "30", "--eval-every", "10"]
+    common = ["train", "--data", suzanne_dataset, "--no-teacher", "--steps", "30", "--eval-every", "10"]
     local = run_driver(*common, "--out", tmp_path / "local.nfbank")
     remote = run_driver(*common, "--out", tmp_path / "remote.nfbank", "--cluster", ray_head.address,
                         "--cluster-token-file", ray_head.token_file)
@@ -308,7 +315,7 @@ def test_ctrl_c_stops_cluster_training_and_brings_the_checkpoint_back(ray_head, 
     import re
     import threading
 
-    args = ["train", "--data", suzanne_dataset, "--out", tmp_path / "bank.nfbank", "--steps", "100000",
+    args = ["train", "--data", suzanne_dataset, "--no-teacher", "--out", tmp_path / "bank.nfbank", "--steps", "100000",
             "--checkpoint-every", "20", "--patience", "0", "--cluster", ray_head.address,
             "--cluster-token-file", ray_head.token_file]
     driver = subprocess.Popen([sys.executable, "-m", "backend", *map(str, args)], cwd=ROOT,

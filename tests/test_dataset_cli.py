@@ -133,6 +133,8 @@ def test_overwrite_replaces_a_different_dataset(suzanne_blend, tmp_path):
     first = ["generate", "--scene", suzanne_blend, "--out", out, "--resolution", "16", "--gt-samples", "1"]
     assert run_backend(*first, "--samples", "2").returncode == 0
     assert run_backend(*first, "--samples", "1", "--overwrite").returncode == 0
-    dataset = open_dataset(out)
-    assert dataset.indices() == [0] and dataset.settings["samples"] == 1
-    assert sorted(os.listdir(out / "samples")) == ["000000.gbuffer.exr", "000000.gt.exr", "000000.json"]
+    dataset = open_dataset(out)  # by default twice as many unlabelled views as samples
+    assert dataset.labelled() == [0] and dataset.indices("unlabelled") == [1, 2] and dataset.settings["samples"] == 1
+    assert sorted(os.listdir(out / "samples")) == ["000000.gbuffer.exr", "000000.gt.exr", "000000.json",
+                                                   "000001.gbuffer.exr", "000001.json",
+                                                   "000002.gbuffer.exr", "000002.json"]

@@ -187,7 +187,7 @@ def render_samples(ray, pool: WorkerPool, job,
 
 def commit(job, index: int, record: dict, files: dict[str, bytes], committed: set[int], stats: RunStats) -> None:
     """Write one returned sample's files atomically, then add its record to the manifest."""
-    expected = {record.get("gbuffer"), record.get("ground_truth")}
+    expected = {record.get("gbuffer"), record.get("ground_truth")} - {None}  # unlabelled views: no ground truth
     if record.get("index") != index or set(files) != expected or not all(  # a file of this sample in samples/
             os.path.dirname(name) == "samples" and os.path.basename(name).startswith(f"{index:06d}.")
             for name in expected):

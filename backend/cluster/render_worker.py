@@ -99,6 +99,8 @@ class SampleRenderer:
             record = self.job.render_sample(index)
         files = {}
         for key in ("gbuffer", "ground_truth"):
+            if record.get(key) is None:  # an unlabelled view has no ground truth
+                continue
             path = os.path.join(self.job.out_dir, record[key])
             with open(path, "rb") as stream:
                 files[record[key]] = stream.read()

@@ -34,7 +34,7 @@ def dataset_files(folder: str) -> dict[str, bytes]:
     for index in dataset.indices():
         record = dataset.record(index)
         names += [record["gbuffer"], record["ground_truth"], f"samples/{index:06d}.json"]
-    return {name: Path(folder, name).read_bytes() for name in names if Path(folder, name).is_file()}
+    return {name: Path(folder, name).read_bytes() for name in names if name and Path(folder, name).is_file()}
 
 
 def _write_tree(root: Path, files: dict[str, bytes]) -> None:
