@@ -10,6 +10,7 @@ on the cluster. The bank, its checkpoint and its curve are written next to --out
 from __future__ import annotations
 
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -111,10 +112,22 @@ def train_on_cluster(config, address: ClusterAddress, token_file: str | None, on
 
 
 def _follow(ray, runner, job, on_progress, progress_type) -> dict:
-    """Relay progress until the job answers; the first Ctrl-C asks the job to stop (it keeps a checkpoint)."""
+    """Relay progress until the job answers; the first Ctrl-C asks the job to stop (it keeps a checkpoint).
+
+    Ctrl-C only sets a flag that the loop reads between Ray calls: a KeyboardInterrupt raised inside
+    one of them could be lost there, and the job would train on with nobody waiting for it.
+    """
+    interrupts = []
+    previous = signal.signal(signal.SIGINT, lambda number, frame: interrupts.append(number))
     stopping = False
-    while True:
-        try:
+    try:
+        while True:
+            if interrupts and not stopping:
+                stopping = True
+                ray.get(runner.stop.remote())
+                print("stopping the cluster job at its next step (Ctrl-C again to abandon it)", file=sys.stderr)
+            elif len(interrupts) > 1:
+                raise KeyboardInterrupt
             ready, _ = ray.wait([job], timeout=POLL_S)
             latest = ray.get(runner.progress.remote())
             if latest is not None:
@@ -125,9 +138,5 @@ def _follow(ray, runner, job, on_progress, progress_type) -> dict:
                 except ray.exceptions.RayActorError as exc:
                     raise UserError(f"the training worker died ({type(exc).__name__}); nothing was written: "
                                     "rerun the command (with --resume to continue from a local checkpoint)") from None
-        except KeyboardInterrupt:
-            if stopping:
-                raise
-            stopping = True
-            ray.get(runner.stop.remote())
-            print("stopping the cluster job at its next step (Ctrl-C again to abandon it)", file=sys.stderr)
+    finally:
+        signal.signal(signal.SIGINT, previous)
