@@ -14,8 +14,8 @@ import math
 
 import torch
 
-from backend.gbuffer import ALBEDO, FEATURE_SPEC_VERSION, NORMAL, POSITION, U, V, GBuffer, light_pass_planes
-from backend.prefilter import FILTERED_FIXED, FILTERED_PER_LIGHT, FilterRadii, filtered_planes
+from backend.gbuffer import ALBEDO, FEATURE_SPEC_VERSION, NORMAL, POSITION, U, V, GBuffer
+from backend.prefilter import FILTERED_FIXED, FILTERED_PER_LIGHT, FilterRadii, filtered_planes, visibility_planes
 
 FEATURE_NAMES = (
     "u", "v",
@@ -88,12 +88,13 @@ def shading_inputs(gbuffer: GBuffer, radii: FilterRadii, device="cpu",
     view = _normalize(torch.as_tensor(gbuffer.camera_position, device=device).view(3, 1, 1) - planes[POSITION])
     n_dot_v = (n * view).sum(0)
     per_light, factors = [], []
+    visibilities = visibility_planes(gbuffer, planes)  # the pre-filter's own definition, one for both
     for k in range(gbuffer.n_lights):
         l, d = _light_geometry(gbuffer, planes, k)
         h = _normalize(l + view)
         scale = _scale(gbuffer, k, d)
         colour = torch.as_tensor(gbuffer.lights[k, 3:6], device=device)
-        visibility = planes[light_pass_planes(k)].sum(0) / (colour.sum() * scale).clamp_min(1e-12)
+        visibility = visibilities[k]
         channels = [
             planes[U], planes[V], *n, *view, *l,
             (n * l).sum(0), n_dot_v, (n * h).sum(0),
