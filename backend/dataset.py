@@ -1,8 +1,9 @@
 """Read datasets written by Generate Dataset (docs/formats/dataset.md) into canonical G-buffers.
 
 `open_dataset(DIR)` checks the manifest; `Dataset.load_gbuffer(i)` and `load_ground_truth(i)` read
-sample i's EXRs; `read_gbuffer(path)` reads a lone G-buffer EXR with its sidecar record (what the
-preview writes). Every problem raises DatasetError or GBufferError naming the file.
+sample i's EXRs; `read_gbuffer(path)` reads a lone G-buffer EXR with its sidecar record;
+`write_gbuffer_exr` writes the G-buffer file (the tracer's output, in the layout the reader
+reads). Every problem raises DatasetError or GBufferError naming the file.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from pathlib import Path
 import numpy as np
 
 from backend.errors import DatasetError, GBufferError
-from backend.exr import ExrError, read_parts
-from backend.gbuffer import FIXED_PLANES, MASK, NORMAL, GBuffer
+from backend.exr import ExrError, read_parts, write_parts
+from backend.gbuffer import FIXED_PLANES, MASK, NORMAL, GBuffer, light_pass_planes
 
 FORMAT = "neural-face-dataset"
-VERSION = 2  # 2 added the "unlabelled" split: records whose ground_truth is null
-SUPPORTED_VERSIONS = (1, 2)
+# 2 added the "unlabelled" split (records whose ground_truth is null); 3 traces every G-buffer with
+# the backend's ray tracer from the exported scene (no Cycles sampling noise in the light passes).
+VERSION = 3
+SUPPORTED_VERSIONS = (3,)
 UNLABELLED = "unlabelled"
 
 # EXR part and channels of each fixed G-buffer plane group, in plane order (gbuffer.md section 1).
@@ -100,6 +103,17 @@ def gbuffer_from_exr(exr_path: Path, record: dict) -> GBuffer:
     _unpremultiply_lights_layer(stacked, _planes(parts, exr_path, LIGHTS_COVERAGE_PART, "A", shape, GBufferError)[0])
     return GBuffer(stacked, _lights_array(record, source), np.asarray(camera_position), source=source,
                    focal_px=focal_px)
+
+
+def write_gbuffer_exr(path: str | os.PathLike, gbuffer: GBuffer, record: dict, attributes: dict[str, str]) -> None:
+    """Write `gbuffer` as the G-buffer file of `record` (the parts and channels gbuffer_from_exr reads),
+    atomically; `attributes` (e.g. the tracer and its version) go into every part's header."""
+    parts = {part: dict(zip(channels, gbuffer.planes[start : start + len(channels)]))
+             for (part, channels), start in zip(GBUFFER_CHANNELS, (0, 1, 3, 6, 9))}
+    parts[LIGHTS_COVERAGE_PART] = {"A": gbuffer.planes[MASK]}  # one exact hit per pixel: nothing to divide out
+    for k, light in enumerate(record["lights"]):
+        parts[LIGHT_PART.format(lightgroup=light["lightgroup"])] = dict(zip("RGB", gbuffer.planes[light_pass_planes(k)]))
+    write_parts(path, parts, attributes)
 
 
 def sidecar_path(exr_path: Path) -> Path:
@@ -196,6 +210,11 @@ def open_dataset(root: str | os.PathLike) -> Dataset:
         raise DatasetError(f"{manifest_path}: unreadable manifest ({exc})") from None
     if manifest.get("format") != FORMAT:
         raise DatasetError(f"{manifest_path}: not a {FORMAT} manifest")
+    if manifest.get("version") in (1, 2):
+        raise DatasetError(f"{manifest_path}: a version {manifest['version']} dataset, whose G-buffers Cycles "
+                           f"rendered; this version traces them from the exported scene (dataset version {VERSION}, "
+                           "feature spec 3), so its banks would see other inputs. Generate the dataset again with "
+                           "the same settings into a new folder (python -m backend generate)")
     if manifest.get("version") not in SUPPORTED_VERSIONS:
         raise DatasetError(f"{manifest_path}: dataset format version {manifest.get('version')} "
                            f"is not supported (this code reads version {VERSION})")

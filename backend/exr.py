@@ -50,6 +50,20 @@ def write_exr(path: str | os.PathLike, channels: dict[str, np.ndarray], half: bo
         exr.write(str(tmp))
 
 
+def write_parts(path: str | os.PathLike, parts: dict[str, dict[str, np.ndarray]],
+                attributes: dict[str, str] | None = None) -> None:
+    """Write a multi-part file as Blender's multilayer EXRs are ({part: {channel: [H, W]}}, channels
+    named `<part>.<channel>`, float32, ZIP), atomically: what read_parts reads back."""
+    exr_parts = []
+    for name, channels in parts.items():
+        header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage, "name": name,
+                  **(attributes or {})}
+        data = {f"{name}.{channel}": np.ascontiguousarray(pixels, dtype=np.float32) for channel, pixels in channels.items()}
+        exr_parts.append(OpenEXR.Part(header, data, name=name))
+    with atomic_path(str(path), suffix=".exr") as tmp, OpenEXR.File(exr_parts) as exr:
+        exr.write(str(tmp))
+
+
 def write_rgba(path: str | os.PathLike, image: np.ndarray, half: bool = False,
                attributes: dict[str, str] | None = None) -> None:
     """Write an [H, W, 3 or 4] linear image (alpha optional) as an RGB(A) EXR."""

@@ -8,7 +8,7 @@ import numpy as np
 
 from backend.errors import GBufferError
 
-FEATURE_SPEC_VERSION = 2
+FEATURE_SPEC_VERSION = 3  # 3: G-buffers traced (noise-free light passes), values as 2
 
 # Plane layout of GBuffer.planes: fixed planes first, then three per light.
 MASK, U, V = 0, 1, 2

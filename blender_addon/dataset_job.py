@@ -1,8 +1,11 @@
 """Generate Dataset as a step-wise job shared by the modal operator and the headless CLI.
 
 `DatasetJob.check()` validates everything before a byte is written; `start()` creates or resumes
-the dataset folder; each `step()` renders one sample (G-buffer, then ground truth) and commits
-it by rewriting manifest.json atomically. A sample exists only once its record is in the
+the dataset folder and exports the scene the G-buffer tracer reads (scene_export.py); each
+`step()` renders one sample's Cycles ground truth, has the backend's ray tracer write its
+G-buffer (`trace_gbuffer`, given by the caller: the add-on never imports the backend, and
+`python -m backend generate` runs this job for the UI and the CLI alike), and commits it by
+rewriting manifest.json atomically. A sample exists only once its record is in the
 manifest, so a killed run never leaves a half-written sample that reads as valid, and a re-run
 renders only what is missing (docs/formats/dataset.md).
 """
@@ -14,6 +17,7 @@ import glob
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import bpy
@@ -22,14 +26,14 @@ from .atomic import PARTIAL_SUFFIX, write_json_atomically
 from .camera_model import CameraSpec
 from .dataset_settings import UNLABELLED, DatasetSettings
 from .errors import OutputError
-from .gbuffer import render_gbuffer
 from .ground_truth import render_ground_truth
 from .render_rig import RenderRig
 from .sampling import assign_split, sample_view
+from .scene_export import SCENE_DIR, export_scene
 from .scene_setup import bounds
 
 FORMAT = "neural-face-dataset"
-VERSION = 2  # 2: the "unlabelled" split of G-buffer-only views
+VERSION = 3  # 2: the "unlabelled" split of G-buffer-only views; 3: G-buffers traced from scene/
 MANIFEST = "manifest.json"
 SAMPLES_DIR = "samples"
 
@@ -46,18 +50,14 @@ def sample_name(index: int) -> str:
     return f"{index:06d}"
 
 
-def manifest_light_samples(folder: str) -> int | None:
-    """The light-pass samples the dataset in `folder` was made with; None when it holds none of ours."""
-    try:
-        with open(os.path.join(folder, MANIFEST)) as stream:
-            return int(json.load(stream)["settings"]["gbuffer_light_samples"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
 class DatasetJob:
-    def __init__(self, settings: DatasetSettings, target, out_dir: str, overwrite: bool = False):
+    def __init__(self, settings: DatasetSettings, target, out_dir: str, overwrite: bool = False,
+                 trace_gbuffer: Callable[[dict], float] | None = None):
+        """`trace_gbuffer(record)` writes the G-buffer EXR of a sample record (its "gbuffer" path,
+        relative to `out_dir`) and returns the seconds it took; `step` needs it, `render_sample`
+        (what a cluster worker runs) does not."""
         self.settings = settings
+        self.trace_gbuffer = trace_gbuffer
         self.target = target
         self.out_dir = os.path.abspath(out_dir)
         self.overwrite = overwrite
@@ -104,12 +104,14 @@ class DatasetJob:
                               "use another folder or --overwrite")
         return manifest
 
-    def start(self) -> None:
-        """Create or resume the dataset folder and the render rig; fills `pending`."""
+    def start(self, export: bool = True) -> None:
+        """Create or resume the dataset folder and the render rig; fills `pending`. `export`: write
+        `scene/` (mesh and baked albedo) unless it is there already (a cluster worker needs none)."""
         self.check()
         samples_dir = os.path.join(self.out_dir, SAMPLES_DIR)
         if self.overwrite:
             shutil.rmtree(samples_dir, ignore_errors=True)
+            shutil.rmtree(os.path.join(self.out_dir, SCENE_DIR), ignore_errors=True)
             if os.path.exists(self.manifest_path):
                 os.remove(self.manifest_path)
         os.makedirs(samples_dir, exist_ok=True)
@@ -123,6 +125,7 @@ class DatasetJob:
             "created": (existing or {}).get("created") or _utc_now(),
             "settings": self.settings.to_json(),
             "object": {"name": self.target.name, "bbox_center": centre, "bounding_radius": radius},
+            "scene": SCENE_DIR,  # what the G-buffers are traced from (docs/formats/scene.md)
             "split": assign_split(self.settings.samples, self.settings.seed, self.settings.split,
                                   self.settings.unlabelled),
             "samples": kept,
@@ -132,6 +135,8 @@ class DatasetJob:
         done = {r["index"] for r in kept}
         self.pending = [i for i in range(self.total) if i not in done]
         self.rig = RenderRig(self.target, tuple(self.settings.resolution))
+        if export and not os.path.isfile(os.path.join(self.out_dir, SCENE_DIR, "scene.json")):
+            export_scene(self.rig, self.out_dir)
 
     @property
     def total(self) -> int:
@@ -155,8 +160,13 @@ class DatasetJob:
         return len(self.manifest["samples"]) if self.manifest else 0
 
     def step(self) -> Progress:
-        """Render and commit the next pending sample."""
-        return self.commit(self.render_sample(self.pending.pop(0)))
+        """Render, trace and commit the next pending sample."""
+        if self.trace_gbuffer is None:
+            raise RuntimeError("DatasetJob.step needs trace_gbuffer: the backend's tracer writes the G-buffers")
+        record = self.render_sample(self.pending[0])
+        record["seconds"]["gbuffer"] = round(self.trace_gbuffer(record), 4)
+        self.pending.pop(0)
+        return self.commit(record)
 
     def commit(self, record: dict) -> Progress:
         """Add a sample whose files are in place to the manifest (the cluster driver commits this way too)."""
@@ -168,7 +178,8 @@ class DatasetJob:
         return Progress(self.done_count, self.total, index, sum(record["seconds"].values()))
 
     def render_sample(self, index: int) -> dict:
-        """Render sample `index` into the job's folder and return its record (not yet committed)."""
+        """Render sample `index`'s ground truth into the job's folder and return its record (not yet
+        committed; its G-buffer is still to be traced)."""
         settings = self.settings
         obj = self.manifest["object"]
         matrix, lights = sample_view(settings, obj["bbox_center"], obj["bounding_radius"], index)
@@ -176,8 +187,7 @@ class DatasetJob:
         name = sample_name(index)
         gbuffer = f"{SAMPLES_DIR}/{name}.gbuffer.exr"
         split = next(part for part, members in self.manifest["split"].items() if index in members)
-        recorded = render_gbuffer(self.rig, camera, lights, os.path.join(self.out_dir, gbuffer),
-                                  settings.gbuffer_light_samples, seed=index)
+        width, height = settings.resolution
         ground_truth, gt_seconds = None, 0.0  # an unlabelled view has a G-buffer only
         if split != UNLABELLED:
             ground_truth = f"{SAMPLES_DIR}/{name}.gt.exr"
@@ -188,10 +198,10 @@ class DatasetJob:
             "split": split,
             "gbuffer": gbuffer,
             "ground_truth": ground_truth,
-            "resolution": recorded["resolution"],
-            "camera": recorded["camera"],
-            "lights": recorded["lights"],
-            "seconds": {"gbuffer": recorded["seconds"]["gbuffer"], "ground_truth": round(gt_seconds, 4)},
+            "resolution": [width, height],
+            "camera": camera.to_record(width, height),
+            "lights": lights,
+            "seconds": {"gbuffer": 0.0, "ground_truth": round(gt_seconds, 4)},
         }
 
     def close(self) -> None:

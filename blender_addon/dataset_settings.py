@@ -25,11 +25,11 @@ class DatasetSettings:
     object: str = ""
     resolution: tuple[int, int] = (256, 256)
     samples: int = 100
-    unlabelled: int = 0  # extra views with a G-buffer only (no ground truth): teacher-labelled in training
+    unlabelled: int = 0  # extra views with a G-buffer only (no ground truth, traced in milliseconds): teacher-labelled
     seed: int = 0
     gt_samples: int = 64
     gt_denoise: bool = True
-    gbuffer_light_samples: int = 4
+    gbuffer_shadow_rays: int = 16  # per light and penumbra pixel of the traced light passes (a square)
     camera_distance: tuple[float, float] = (2.2, 3.0)
     camera_elevation_deg: tuple[float, float] = (-20.0, 30.0)
     camera_azimuth_deg: tuple[float, float] = (-60.0, 60.0)
@@ -68,7 +68,10 @@ class DatasetSettings:
         _check_int("samples", self.samples, 1, 10_000_000)
         _check_int("unlabelled", self.unlabelled, 0, 10_000_000)
         _check_int("gt_samples", self.gt_samples, 1, 1_000_000)
-        _check_int("gbuffer_light_samples", self.gbuffer_light_samples, 1, 4096)
+        _check_int("gbuffer_shadow_rays", self.gbuffer_shadow_rays, 4, 1024)
+        if round(self.gbuffer_shadow_rays ** 0.5) ** 2 != self.gbuffer_shadow_rays:
+            raise SettingsError(f"gbuffer_shadow_rays = {self.gbuffer_shadow_rays} must be a square number "
+                                "(4, 9, 16, 25, ...): the rays form a stratified grid over the light")
         low, high = self.lights
         if low < 1 or high < low or high > MAX_LIGHTS:
             raise SettingsError(

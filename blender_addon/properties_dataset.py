@@ -48,8 +48,9 @@ class NEURALFACE_PG_dataset(bpy.types.PropertyGroup):
                             description="Cycles samples per pixel of the path-traced ground truth")
     gt_denoise: BoolProperty(name="Denoise", default=_DEFAULTS.gt_denoise,
                              description="Denoise the ground truth with OpenImageDenoise")
-    gbuffer_light_samples: IntProperty(name="Light Pass Samples", default=_DEFAULTS.gbuffer_light_samples,
-                                       min=1, soft_max=64, description="Samples of the soft-shadow light passes")
+    gbuffer_shadow_rays: IntProperty(name="Shadow Rays", default=_DEFAULTS.gbuffer_shadow_rays, min=4, soft_max=64,
+                                     description="Shadow rays per light in a penumbra pixel of the traced G-buffer "
+                                                 "(a square number: a stratified grid over the light)")
     front_axis: EnumProperty(name="Face Front", default=_DEFAULTS.front_axis,
                              items=[(axis, axis, f"The face looks along {axis}") for axis in FRONT_AXES])
     camera_distance: _range("camera_distance", "Camera Distance",
@@ -87,7 +88,7 @@ class NEURALFACE_PG_dataset(bpy.types.PropertyGroup):
             object=target_name, resolution=tuple(self.resolution), samples=self.samples,
             unlabelled=self.unlabelled, seed=self.seed,
             gt_samples=self.gt_samples, gt_denoise=self.gt_denoise,
-            gbuffer_light_samples=self.gbuffer_light_samples, front_axis=self.front_axis,
+            gbuffer_shadow_rays=self.gbuffer_shadow_rays, front_axis=self.front_axis,
             lights=tuple(self.lights), **pairs,
             split={"train": round(1 - self.split_val - self.split_test, 6), "val": self.split_val,
                    "test": self.split_test})

@@ -265,7 +265,7 @@ def main(scene_path: str, result_path: str, action: str, options: dict) -> None:
         props = scene.neural_face_dataset
         props.output_dir, props.samples, props.resolution = options["dataset"], 3, (48, 48)
         props.unlabelled = 2
-        props.gt_samples, props.gbuffer_light_samples, props.seed = 256, 2, 5
+        props.gt_samples, props.gbuffer_shadow_rays, props.seed = 256, 4, 5
         result["operator"], result["error"] = run_operator(bpy.ops.neural_face.generate_dataset)
     elif action == "live_frames":
         scene.neural_face_preview.resolution, scene.neural_face_preview.renderer = 32, "torch"

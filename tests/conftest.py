@@ -43,7 +43,7 @@ def suzanne_blend(tmp_path_factory) -> Path:
 def suzanne_generate_args(scene: Path, out: Path, samples: int = SUZANNE_SAMPLES) -> list[str]:
     """The generate command line of the `suzanne_dataset` fixture (reuse it to resume or extend)."""
     return ["generate", "--scene", str(scene), "--out", str(out), "--samples", str(samples),
-            "--unlabelled", str(SUZANNE_UNLABELLED), "--resolution", "64", "--lights", "1-2", "--gt-samples", "8", "--light-samples", "2", "--seed", "7"]
+            "--unlabelled", str(SUZANNE_UNLABELLED), "--resolution", "64", "--lights", "1-2", "--gt-samples", "8", "--shadow-rays", "4", "--seed", "7"]
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,7 @@ UNLABELLED = 2  # G-buffer-only views in the run compared with a local one
 def generate_args(scene, out, samples=SAMPLES, unlabelled=None) -> list[str]:
     """Samples of about a second on one core: long enough to kill a worker or the driver mid-run."""
     return ["generate", "--scene", str(scene), "--out", str(out), "--samples", str(samples), "--resolution", "48",
-            "--lights", "1-2", "--gt-samples", "256", "--light-samples", "2", "--seed", "5",
+            "--lights", "1-2", "--gt-samples", "256", "--shadow-rays", "4", "--seed", "5",
             "--unlabelled", str(UNLABELLED if unlabelled is None else unlabelled)]
 
 

@@ -1,4 +1,5 @@
-"""The passes of a real Suzanne dataset make physical sense (real Cycles, real EXR)."""
+"""The passes of a real Suzanne dataset make physical sense (real Cycles ground truth, traced G-buffers,
+real EXR). The tracer's agreement with Cycles' own passes, light units included, is tests/test_tracer.py."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import pytest
 from backend.dataset import open_dataset
 from backend.errors import DatasetError
 from blender_addon.camera_model import project
-from conftest import run_backend
 
 
 def covered_values(planes: np.ndarray, covered: np.ndarray) -> np.ndarray:
@@ -30,7 +30,7 @@ def test_normals_unit_uv_in_range_albedo_plausible(suzanne_dataset):
         covered = gbuffer.covered
         assert covered.sum() > 200, f"sample {i}: the face should fill part of the frame"
         lengths = np.linalg.norm(covered_values(gbuffer.normal, covered), axis=0)
-        np.testing.assert_allclose(lengths, 1.0, atol=5e-3)  # light samples 0.01 px apart may average
+        np.testing.assert_allclose(lengths, 1.0, atol=1e-5)
         uv = covered_values(gbuffer.uv, covered)
         assert uv.min() >= 0.0 and uv.max() <= 1.0
         albedo = covered_values(gbuffer.albedo, covered)
@@ -86,29 +86,6 @@ def test_light_pass_is_zero_where_light_is_behind_surface(suzanne_dataset):
             assert np.all(gbuffer.light_pass(k)[:, behind] == 0)
             checked += int(behind.sum())
     assert checked > 100
-
-
-@pytest.mark.slow
-def test_light_unit_constant_matches_cycles(suzanne_blend, tmp_path):
-    """dataset.md "Light units": white Lambertian radiance = c P max(0, n.l) V / (4 pi^2 d^2)."""
-    out = tmp_path / "units"
-    result = run_backend("generate", "--scene", suzanne_blend, "--out", out, "--samples", "3",
-                         "--resolution", "64", "--lights", "1", "--light-radius", "0", "--gt-samples", "1",
-                         "--no-denoise", "--light-samples", "1")
-    assert result.returncode == 0, result.stderr
-    dataset = open_dataset(out)
-    ratios = []
-    for i in dataset.labelled():
-        gbuffer = dataset.load_gbuffer(i)
-        _, distance, cosine = light_geometry(gbuffer, 0)
-        color, power = gbuffer.lights[0, 3:6], gbuffer.lights[0, 6]
-        predicted = color.sum() * power * cosine / (4 * np.pi**2 * distance**2)
-        lit = gbuffer.covered & (cosine > 0.2) & (gbuffer.light_pass(0).sum(axis=0) > 0)
-        ratios.append(gbuffer.light_pass(0).sum(axis=0)[lit] / predicted[lit])
-    ratios = np.concatenate(ratios)
-    assert ratios.size > 300
-    assert abs(np.median(ratios) - 1) < 0.005
-    assert np.mean(np.abs(ratios - 1) < 0.03) > 0.97  # unshadowed; a few pixels sit on a shadow edge
 
 
 def test_unlabelled_views_have_a_gbuffer_and_no_ground_truth(suzanne_dataset):

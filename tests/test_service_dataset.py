@@ -14,7 +14,7 @@ from backend.dataset import open_dataset
 from service_process import start_service, stop_service
 
 pytestmark = pytest.mark.timeout(240)
-SETTINGS = {"samples": 4, "resolution": [48, 48], "gt_samples": 256, "gbuffer_light_samples": 2, "seed": 5,
+SETTINGS = {"samples": 4, "resolution": [48, 48], "gt_samples": 256, "gbuffer_shadow_rays": 4, "seed": 5,
             "lights": [1, 2]}
 
 

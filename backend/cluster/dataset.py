@@ -186,8 +186,9 @@ def render_samples(ray, pool: WorkerPool, job,
 
 
 def commit(job, index: int, record: dict, files: dict[str, bytes], committed: set[int], stats: RunStats) -> None:
-    """Write one returned sample's files atomically, then add its record to the manifest."""
-    expected = {record.get("gbuffer"), record.get("ground_truth")} - {None}  # unlabelled views: no ground truth
+    """Write one returned sample's files atomically, trace its G-buffer (milliseconds: the driver
+    holds the scene), then add its record to the manifest."""
+    expected = {record.get("ground_truth")} - {None}  # unlabelled views: no ground truth, nothing to ship
     if record.get("index") != index or set(files) != expected or not all(  # a file of this sample in samples/
             os.path.dirname(name) == "samples" and os.path.basename(name).startswith(f"{index:06d}.")
             for name in expected):
@@ -199,6 +200,7 @@ def commit(job, index: int, record: dict, files: dict[str, bytes], committed: se
     for name, data in files.items():
         write_bytes_atomic(os.path.join(job.out_dir, name), data)
         stats.bytes_received += len(data)
+    record["seconds"]["gbuffer"] = round(job.trace_gbuffer(record), 4)
     job.commit(record)
     committed.add(index)
     stats.write_seconds += time.perf_counter() - start

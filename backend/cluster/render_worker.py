@@ -18,8 +18,8 @@ import tempfile
 from pathlib import Path
 
 # The add-on files that decide a sample's pixels and record: a worker must run the same ones.
-RECIPE_FILES = ("camera_model.py", "dataset_job.py", "dataset_settings.py", "gbuffer.py", "ground_truth.py",
-                "render_rig.py", "sampling.py", "scene_setup.py")
+RECIPE_FILES = ("camera_model.py", "dataset_job.py", "dataset_settings.py", "ground_truth.py",
+                "render_rig.py", "sampling.py", "scene_export.py", "scene_setup.py")
 ADDON_DIR = Path(__file__).resolve().parents[2] / "blender_addon"
 FOLDER_PREFIX = "nf-worker-"  # + pid: the worker's private dataset folder
 
@@ -85,7 +85,7 @@ class SampleRenderer:
         addon.scene_setup.ensure_material(target)
         job_settings = addon.dataset_settings.DatasetSettings.from_json(settings)
         self.job = addon.dataset_job.DatasetJob(job_settings, target, os.path.join(self.folder, "dataset"))
-        self.job.start()
+        self.job.start(export=False)  # the driver exported the scene and traces the G-buffers
         render = self.job.rig.scene.render
         render.threads_mode, render.threads = "FIXED", threads  # the CPUs Ray gave this worker, no more
         info["object"] = self.job.manifest["object"]
@@ -98,12 +98,10 @@ class SampleRenderer:
         with quiet_stdout():
             record = self.job.render_sample(index)
         files = {}
-        for key in ("gbuffer", "ground_truth"):
-            if record.get(key) is None:  # an unlabelled view has no ground truth
-                continue
-            path = os.path.join(self.job.out_dir, record[key])
+        if record.get("ground_truth") is not None:  # an unlabelled view has none: the driver traces its G-buffer
+            path = os.path.join(self.job.out_dir, record["ground_truth"])
             with open(path, "rb") as stream:
-                files[record[key]] = stream.read()
+                files[record["ground_truth"]] = stream.read()
             os.remove(path)
         return record, files
 

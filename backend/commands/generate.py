@@ -1,4 +1,9 @@
-"""`python -m backend generate`: render a dataset headless with the add-on's own code via bpy."""
+"""`python -m backend generate`: render a dataset with the add-on's own code via bpy.
+
+Cycles (through the add-on's DatasetJob) renders the ground truth; the backend's ray tracer
+(backend/tracer) writes every G-buffer from the scene the job exported. The add-on's Generate
+Dataset runs this same command (with --progress-lines), so the UI and the CLI make the same data.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,10 @@ from pathlib import Path
 
 from backend.commands.argument_types import non_negative_int
 from backend.errors import UserError
+from backend.tracer.samples import SampleTracer
 
 MAX_SIDE = 8192
+PROGRESS_PREFIX = "NF_PROGRESS"  # blender_addon/operators_dataset.py reads these lines
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,12 +35,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="point lights per sample: K (1..K) or MIN-MAX (default 1-2)")
     parser.add_argument("--gt-samples", type=int, default=64, help="Cycles samples of the ground truth")
     parser.add_argument("--no-denoise", action="store_true", help="do not denoise the ground truth")
-    parser.add_argument("--light-samples", type=int, default=4, help="Cycles samples of the light passes")
+    parser.add_argument("--shadow-rays", type=int, default=16,
+                        help="shadow rays per light in a penumbra pixel of the traced G-buffer; a square number "
+                             "(default 16)")
     parser.add_argument("--light-radius", type=radius_range, default=None,
                         help="point-light radius range MIN-MAX in bounding radii (default 0-0.15; 0 = hard shadows)")
     parser.add_argument("--object", default="", help="target mesh name (default: the largest mesh)")
     parser.add_argument("--front-axis", default="-Y", help="axis the face looks along (default -Y)")
     parser.add_argument("--overwrite", action="store_true", help="replace a different dataset in --out")
+    parser.add_argument("--progress-lines", action="store_true",
+                        help="print 'NF_PROGRESS DONE TOTAL' lines on stdout instead of a bar (the add-on reads them)")
     parser.add_argument("--settings-file", metavar="FILE",
                         help="dataset settings as JSON, in manifest.json's \"settings\" form (the add-on sends "
                              "its panel's this way); replaces the setting options above")
@@ -132,7 +143,7 @@ def settings_from_args(args, addon):
         scene=os.path.abspath(args.scene), object=args.object, resolution=args.resolution,
         samples=args.samples, unlabelled=2 * args.samples if args.unlabelled is None else args.unlabelled,
         seed=args.seed, gt_samples=args.gt_samples, gt_denoise=not args.no_denoise,
-        gbuffer_light_samples=args.light_samples, front_axis=args.front_axis, lights=args.lights)
+        gbuffer_shadow_rays=args.shadow_rays, front_axis=args.front_axis, lights=args.lights)
 
 
 def prepare_job(args, addon):
@@ -146,7 +157,8 @@ def prepare_job(args, addon):
 
         target = addon.scene_setup.find_target(bpy.context.scene, settings.object)
         settings.object = target.name
-        job = addon.dataset_job.DatasetJob(settings, target, args.out, overwrite=args.overwrite)
+        job = addon.dataset_job.DatasetJob(settings, target, args.out, overwrite=args.overwrite,
+                                           trace_gbuffer=SampleTracer(args.out, settings.gbuffer_shadow_rays))
         job.check()
     except addon.errors.InputError as exc:
         raise UserError(str(exc)) from None
@@ -154,7 +166,32 @@ def prepare_job(args, addon):
     return job
 
 
-def progress_bar(job):
+class ProgressLines:
+    """The tqdm calls the loops make, printed as `NF_PROGRESS DONE TOTAL` lines for the add-on."""
+
+    def __init__(self, job):
+        self.job = job
+
+    def __enter__(self):
+        self.update(0)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def update(self, _count: int) -> None:
+        print(f"{PROGRESS_PREFIX} {self.job.done_count} {self.job.total}", flush=True)
+
+    def set_postfix_str(self, _text: str, refresh: bool = True) -> None:
+        pass
+
+    def refresh(self) -> None:
+        pass
+
+
+def progress_bar(job, lines: bool = False):
+    if lines:
+        return ProgressLines(job)
     from tqdm import tqdm
 
     return tqdm(total=job.total, initial=job.done_count, unit="sample", desc="generate")
@@ -166,15 +203,17 @@ def run(args) -> int:
     if args.cluster:
         from backend.cluster.dataset import generate_on_cluster
 
-        stats = generate_on_cluster(job, args.cluster, args.cluster_token_file, args.worker_cpus, progress_bar)
+        stats = generate_on_cluster(job, args.cluster, args.cluster_token_file, args.worker_cpus,
+                                    lambda job: progress_bar(job, args.progress_lines))
         if stats.requeued:
             print(f"rendered again after their worker was lost: samples {sorted(stats.requeued)}", file=sys.stderr)
         print(stats.summary(), file=sys.stderr)
         print(f"dataset: {job.manifest_path} ({job.done_count} samples)")
         return 0
     with job:
-        job.start()
-        with progress_bar(job) as bar:
+        with quiet_stdout():  # the albedo bake's log lines
+            job.start()
+        with progress_bar(job, args.progress_lines) as bar:
             while job.pending:
                 with quiet_stdout():
                     job.step()
