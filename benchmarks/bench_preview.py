@@ -2,12 +2,12 @@
 
 Usage: .venv/bin/python benchmarks/bench_preview.py [--size 512] [--frames 5] [--renderer torch] [--bank B]
 
-Headless Blender (the bpy module) stages Suzanne, the add-on starts its own backend service and its
-preview worker, and each frame goes snapshot -> G-buffer (in the worker, with the dataset recipe) ->
-transfer -> shading -> upload into the "Neural Preview" image, exactly as the Preview button does.
-Without --bank a random bank of the default network size (18-32-32-3) stands in: shading cost does
-not depend on the weights' values.
-Prints the median of each stage, how far the total is from interactive (100 ms), and how long
+Headless Blender (the bpy module) stages Suzanne and bakes its albedo as Generate Dataset does, the
+add-on starts its own backend service, and each frame goes snapshot (the mesh file, rewritten only
+when the object changes) -> G-buffer (traced by the service, backend/tracer) -> transfer -> shading
+-> upload into the "Neural Preview" image, exactly as the Preview button does. Without --bank a
+random bank of the default network size stands in: shading cost does not depend on the weights.
+Prints the median of each stage against the aims (150 ms a frame, G-buffer 60 ms), and how long
 Blender's main thread is held per frame (snapshot + upload; the rest runs in a thread).
 """
 
@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 import addon_utils  # noqa: E402  (importable once bpy is)
 
-INTERACTIVE_MS = 100.0
+AIM_FRAME_MS, AIM_GBUFFER_MS = 150.0, 60.0
 STAGES = ("snapshot", "gbuffer", "transfer", "shading", "upload")
 MAIN_THREAD_STAGES = ("snapshot", "upload")
 
@@ -57,6 +57,18 @@ def stage_suzanne(folder: Path):
     return scene
 
 
+def bake_albedo(scene, folder: Path) -> Path:
+    """DATASET/scene/ as Generate Dataset writes it (the preview reads the baked albedo there)."""
+    from blender_addon.render_rig import RenderRig
+    from blender_addon.scene_export import export_scene
+
+    target = next(o for o in scene.objects if o.type == "MESH")
+    dataset = folder / "dataset"
+    with RenderRig(target, (64, 64)) as rig:
+        export_scene(rig, str(dataset))
+    return dataset
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=512, help="preview resolution (square), default 512")
@@ -80,6 +92,7 @@ def run(args, folder: Path) -> int:
 
     bank = args.bank.resolve() if args.bank else random_bank_file(folder)
     scene.neural_face_train.bank_path = str(bank)
+    scene.neural_face_dataset.output_dir = str(bake_albedo(scene, folder))
     settings = scene.neural_face_preview
     settings.resolution, settings.renderer = args.size, args.renderer
 
@@ -94,7 +107,7 @@ def run(args, folder: Path) -> int:
             job.apply(scene)
             if frame == 0:
                 written_ms = 1000 * job.timings["snapshot"]  # later frames reuse it: nothing changes the object
-            if frame > 0:  # the first frame pays for starting the worker and the service, and the bank load
+            if frame > 0:  # the first frame pays for starting the service, the bank load and the tracer's build
                 for stage in STAGES:
                     samples[stage].append(1000 * job.timings[stage])
     finally:
@@ -109,12 +122,14 @@ def run(args, folder: Path) -> int:
         print(f"  {stage:<9} {medians[stage]:9.1f} ms")
     total = sum(medians.values())
     print(f"  {'total':<9} {total:9.1f} ms  ({1000 / total:.1f} frames/s)")
-    verdict = "interactive" if total <= INTERACTIVE_MS else f"{total / INTERACTIVE_MS:.1f}x over"
-    print(f"  interactive budget {INTERACTIVE_MS:.0f} ms: {verdict}; slowest stage: {max(medians, key=medians.get)}")
-    print(f"  snapshot written on the first frame in {written_ms:.1f} ms, reused while the object is unchanged")
+    for name, value, aim in (("frame", total, AIM_FRAME_MS), ("G-buffer", medians["gbuffer"], AIM_GBUFFER_MS)):
+        verdict = "met" if value <= aim else f"not met, {value / aim:.1f}x over"
+        print(f"  aim: {name} <= {aim:.0f} ms: {verdict}")
+    print(f"  slowest stage: {max(medians, key=medians.get)}; mesh file written on the first frame in "
+          f"{written_ms:.1f} ms, reused while the object is unchanged")
     blocked = sum(medians[stage] for stage in MAIN_THREAD_STAGES)
     print(f"  Blender's main thread held {blocked:.1f} ms per frame ({' + '.join(MAIN_THREAD_STAGES)}); "
-          f"the other stages run in a thread and the worker")
+          f"the other stages run in a thread and in the service")
     return 0
 
 

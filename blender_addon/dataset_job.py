@@ -50,6 +50,15 @@ def sample_name(index: int) -> str:
     return f"{index:06d}"
 
 
+def manifest_shadow_rays(folder: str) -> int | None:
+    """The shadow rays the dataset in `folder` was traced with; None when it holds none of ours."""
+    try:
+        with open(os.path.join(folder, MANIFEST)) as stream:
+            return int(json.load(stream)["settings"]["gbuffer_shadow_rays"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 class DatasetJob:
     def __init__(self, settings: DatasetSettings, target, out_dir: str, overwrite: bool = False,
                  trace_gbuffer: Callable[[dict], float] | None = None):

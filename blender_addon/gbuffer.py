@@ -1,7 +1,8 @@
-"""THE G-buffer recipe (docs/formats/dataset.md "The G-buffer file"): the only definition.
+"""The G-buffer quantities rendered by Cycles: the reference the backend's tracer is checked against.
 
-Dataset generation and the neural preview both call it, so training and inference see inputs
-made the same way. One Cycles render, two view layers:
+Datasets and the preview trace their G-buffers in the backend (backend/tracer, docs/formats/scene.md);
+this Cycles render of the same quantities stays as the reference of `tests/test_tracer.py` and
+of the light-pass noise measurements (benchmarks/noise_ceiling.py). One render, two view layers:
 - `GBuffer`: real materials, 1 sample, passes Combined (alpha = coverage), UV, Position,
   DiffCol (albedo);
 - `Lights`: every surface overridden by a white Lambertian, one light group per light, so

@@ -1,10 +1,13 @@
 """Generate Dataset operator.
 
-In the UI the job runs in a separate background Blender process (worker.py dataset), so the
-interface stays responsive while Cycles renders; a modal timer reads its progress into the
-window manager's progress bar and the status bar ("sample i of N, time left"). Esc stops the
-worker, leaving a valid partial dataset that the next run resumes. In background mode (where
-timers never fire) the same job runs synchronously in this process.
+The job is `python -m backend generate` (the backend's Python from the preferences) on a saved
+copy of the open file: the same command a user types, so the add-on and the CLI make the same
+dataset, and the backend's ray tracer writes the G-buffers (the add-on never imports the
+backend). In the UI it runs as a child process, so the interface stays responsive while Cycles
+renders; a modal timer reads its progress lines into the window manager's progress bar and the
+status bar ("sample i of N, time left"). Esc interrupts it (SIGINT), leaving a valid partial
+dataset that the next run resumes. In background mode (where timers never fire) the operator
+waits for the same command.
 
 With a "Render on Cluster" address in the preferences, a `ClusterDatasetWatcher` thread sends the
 saved copy to the service instead, which renders it on that Ray cluster (docs/cluster.md); the
@@ -14,22 +17,24 @@ progress bar follows the service's job, with the live workers, and Esc cancels i
 import json
 import os
 import queue
+import signal
+import subprocess
 import tempfile
 import threading
 import time
 
 import bpy
 
-from .dataset_worker import PROGRESS_PREFIX
 from .dataset_job import DatasetJob
 from .errors import InputError
-from .preferences import cluster, connection
-from .processes import ChildProcess, blender_command
-from .scene_setup import ensure_material, find_target
+from .preferences import backend_python, cluster, connection
+from .processes import ChildProcess
+from .scene_setup import find_target
 from .service_client import ServiceError, connect
 
 POLL_S = 0.5
 STOP_TIMEOUT_S = 10.0
+PROGRESS_PREFIX = "NF_PROGRESS"  # what `generate --progress-lines` prints: NF_PROGRESS DONE TOTAL
 
 
 def make_job(context) -> DatasetJob:
@@ -102,8 +107,21 @@ def save_scene_copy(folder: str) -> str:
     return scene_copy
 
 
+def generate_command(context, job: DatasetJob, folder: str) -> list[str]:
+    """`python -m backend generate` of `job` on a saved copy of the open file (written into `folder`)."""
+    python = backend_python(context)
+    if not python or not os.path.isfile(python):
+        raise InputError(f"the backend's Python {python!r} does not exist: set it in the add-on's preferences "
+                         "(the project's .venv/bin/python, where `make setup` installed the backend)")
+    settings_file = os.path.join(folder, "settings.json")
+    with open(settings_file, "w") as stream:
+        json.dump(job.settings.to_json(), stream)
+    return [python, "-m", "backend", "generate", "--scene", save_scene_copy(folder), "--out", job.out_dir,
+            "--settings-file", settings_file, "--progress-lines"]
+
+
 def _read_progress(stream, lines: queue.Queue) -> None:
-    """Worker stdout -> (done, total) tuples; everything else Blender prints is dropped."""
+    """The command's stdout -> (done, total) tuples; everything else it prints is dropped."""
     for line in stream:
         if line.startswith(PROGRESS_PREFIX):
             done, total = line.split()[1:3]
@@ -127,13 +145,21 @@ class NEURALFACE_OT_generate_dataset(bpy.types.Operator):
             return {"CANCELLED"}
         if cluster(context):
             return self._execute_on_cluster(context, job)
-        ensure_material(job.target)
-        with job:
-            job.start()
-            while job.pending:
-                progress = job.step()
-                print(f"Neural Face: sample {progress.done} of {progress.total} ({progress.seconds:.1f} s)")
-        self.report({"INFO"}, f"Dataset written to {job.out_dir} ({job.done_count} samples)")
+        with tempfile.TemporaryDirectory(prefix="neural_face_") as folder:
+            try:
+                command = generate_command(context, job, folder)
+            except InputError as exc:
+                self.report({"ERROR"}, str(exc))
+                return {"CANCELLED"}
+            result = subprocess.run(command, capture_output=True, text=True, cwd=_backend_root(command[0]))
+        for line in result.stdout.splitlines():
+            if line.startswith(PROGRESS_PREFIX):
+                print(f"Neural Face: sample {line.split()[1]} of {line.split()[2]}")
+        if result.returncode != 0:
+            errors = [line for line in result.stderr.splitlines() if line.strip()]
+            self.report({"ERROR"}, errors[-1] if errors else f"generate exited with code {result.returncode}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Dataset written to {job.out_dir} ({job.total} samples)")
         return {"FINISHED"}
 
     def _execute_on_cluster(self, context, job: DatasetJob):
@@ -170,7 +196,12 @@ class NEURALFACE_OT_generate_dataset(bpy.types.Operator):
             self._tempdir = tempfile.TemporaryDirectory(prefix="neural_face_")
             self._watcher = self._start_cluster(context, job, self._tempdir.name)
         else:
-            self._start_worker(job)
+            try:
+                self._start_worker(context, job)
+            except InputError as exc:
+                self._tempdir.cleanup()
+                self.report({"ERROR"}, str(exc))
+                return {"CANCELLED"}
         self._done, self._first_done, self._first_time = 0, None, None
         wm = context.window_manager
         wm.progress_begin(0, self._total)
@@ -179,12 +210,10 @@ class NEURALFACE_OT_generate_dataset(bpy.types.Operator):
         wm.modal_handler_add(self)
         return {"RUNNING_MODAL"}
 
-    def _start_worker(self, job: DatasetJob) -> None:
-        self._tempdir = tempfile.TemporaryDirectory(prefix="neural_face_")
-        scene_copy = save_scene_copy(self._tempdir.name)
-        command = blender_command("dataset", scene_copy, job.out_dir, json.dumps(job.settings.to_json()))
-        self._worker = ChildProcess(command, os.path.join(self._tempdir.name, "worker.log"), stdout_pipe=True,
-                                    text=True)
+    def _start_worker(self, context, job: DatasetJob) -> None:
+        command = generate_command(context, job, self._tempdir.name)
+        self._worker = ChildProcess(command, os.path.join(self._tempdir.name, "generate.log"), stdout_pipe=True,
+                                    text=True, cwd=_backend_root(command[0]))
         self._progress = queue.Queue()
         threading.Thread(target=_read_progress, args=(self._worker.process.stdout, self._progress),
                          daemon=True).start()
@@ -192,8 +221,9 @@ class NEURALFACE_OT_generate_dataset(bpy.types.Operator):
     def modal(self, context, event):
         if self._watcher is not None:
             return self._modal_cluster(context, event)
-        if event.type == "ESC":
-            self._worker.stop(timeout_s=STOP_TIMEOUT_S)  # a killed worker still leaves a valid dataset
+        if event.type == "ESC":  # a killed run still leaves a valid dataset; SIGINT lets it end cleanly
+            self._worker.stop(timeout_s=STOP_TIMEOUT_S, ask=lambda: self._worker.process.send_signal(
+                signal.SIGINT if os.name == "posix" else signal.SIGTERM))
             return self._finish(context, {"WARNING"}, f"Cancelled: {self._done} of {self._total} samples kept "
                                                       "in the dataset; run again to resume")
         if event.type != "TIMER":
@@ -208,7 +238,7 @@ class NEURALFACE_OT_generate_dataset(bpy.types.Operator):
             return {"RUNNING_MODAL"}
         if self._worker.process.returncode != 0:
             error = [line for line in self._worker.log_tail(20) if line.strip()]
-            message = error[-1] if error else f"dataset worker exited with code {self._worker.process.returncode}"
+            message = error[-1] if error else f"generate exited with code {self._worker.process.returncode}"
             return self._finish(context, {"ERROR"}, message)
         return self._finish(context, {"INFO"}, f"Dataset written to {self._out_dir} ({self._done} samples)")
 
@@ -248,6 +278,12 @@ class NEURALFACE_OT_generate_dataset(bpy.types.Operator):
         self._tempdir.cleanup()
         self.report(level, message)
         return {"FINISHED"} if level == {"INFO"} else {"CANCELLED"}
+
+
+def _backend_root(python: str) -> str | None:
+    """The project folder of a `.venv/bin/python` (so `-m backend` resolves there), else None."""
+    folder = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(python))))
+    return folder if os.path.isdir(os.path.join(folder, "backend")) else None
 
 
 CLASSES = (NEURALFACE_OT_generate_dataset,)

@@ -66,6 +66,12 @@ def connection(context) -> dict:
     return {"python": prefs.python if prefs is not None else default_python()}
 
 
+def backend_python(context) -> str:
+    """The interpreter with the backend installed (the preference, else service_client.default_python)."""
+    addon = context.preferences.addons.get(__package__)
+    return addon.preferences.python if addon and addon.preferences.python else default_python()
+
+
 def cluster(context) -> dict | None:
     """{"address", "token_file"} of the "Render on Cluster" preference, or None to render locally.
 

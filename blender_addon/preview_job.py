@@ -1,10 +1,10 @@
 """One Neural Render Preview frame. Only the two ends touch bpy, on the main thread; Cycles never runs there.
 
 1. `PreviewJob(context)` (main thread, a few ms): reads the view, the lights and the settings, and
-   writes a snapshot of the target object when it changed (preview_snapshot.py: about 3 ms for the
-   example face).
-2. `run` (a worker thread, no bpy): the preview's Blender worker renders the G-buffer with THE
-   dataset recipe (and, with "Compare with Cycles", the Cycles frame); the service shades it.
+   writes the target's evaluated mesh when it changed (preview_snapshot.mesh_file).
+2. `run` (a worker thread, no bpy): the service traces the G-buffer from that mesh and the
+   dataset's baked albedo (the same tracer that made the training data) and shades it; with
+   "Compare with Cycles", the preview's Blender worker path-traces the Cycles frame first.
 3. `apply` (main thread, from a timer or a modal operator): bulk-write the images, record the timings.
 """
 
@@ -22,16 +22,19 @@ import numpy as np
 
 from . import preview_image, preview_snapshot, preview_worker_client
 from .processes import blender_command
-from .dataset_job import manifest_light_samples
+from .atomic import write_json_atomically
+from .dataset_job import manifest_shadow_rays
 from .errors import SceneError
 from .preferences import connection
-from .preview_pipeline import ShadedFrame, shade
+from .preview_pipeline import ShadedFrame, trace_and_shade
 from .preview_view import find_viewport, resolution_for, scene_camera, scene_lights, viewport_camera
 from .preview_worker_client import WorkerError
 from .properties_dataset import dataset_folder
+from .scene_export import SCENE_DIR
 from .scene_setup import find_target
 from .service_client import ServiceError, connect
 
+REQUEST_NAME = "preview-request.json"  # the last frame's /preview request, kept in the work folder
 WORKER_TIMEOUT_BASE_S = 120.0  # the first frame waits for the worker's Blender to start
 
 BUTTON, LIVE = "button", "live"  # who starts a frame, and so who applies its result
@@ -101,11 +104,22 @@ def _target(context):
     return find_target(context.scene)
 
 
-def _light_samples(scene) -> int:
-    """Light-pass samples of the dataset the bank learnt from, else the Dataset panel's (what it would be made with)."""
+def _shadow_rays(scene) -> int:
+    """Shadow rays of the dataset the bank learnt from, else the Dataset panel's (what it would be made with)."""
     folder = dataset_folder(scene)
-    made_with = manifest_light_samples(folder) if folder else None
-    return made_with if made_with is not None else scene.neural_face_dataset.gbuffer_light_samples
+    made_with = manifest_shadow_rays(folder) if folder else None
+    return made_with if made_with is not None else scene.neural_face_dataset.gbuffer_shadow_rays
+
+
+def _baked_albedo(scene) -> str:
+    """The dataset's baked albedo (scene/albedo.npz), which the tracer reads at each pixel's UV."""
+    folder = dataset_folder(scene)
+    path = os.path.join(folder, SCENE_DIR, "albedo.npz") if folder else ""
+    if not path or not os.path.isfile(path):
+        raise SceneError(f"no baked albedo in the dataset folder {folder!r}: the preview reads the albedo that "
+                         "Generate Dataset bakes into DATASET/scene/; generate the dataset first, or set the Dataset "
+                         "panel's output folder to the bank's dataset")
+    return path
 
 
 class PreviewJob:
@@ -136,37 +150,46 @@ class PreviewJob:
         self.compare = settings.compare
         self.compare_samples = settings.compare_samples
         self.connection = connection(context)
-        self.gbuffer_path = os.path.join(work_dir(), "preview.gbuffer.exr")
+        albedo = _baked_albedo(scene)
         self.timings: dict[str, float] = {}
         self.cycles: np.ndarray | None = None
         self.shaded: ShadedFrame | None = None
         self.error: str | None = None
         self.cancelled = False
-        self.unsaved_images = preview_snapshot.unsaved_images(self.target)
-        snapshot, self.timings["snapshot"] = preview_snapshot.snapshot(self.target, work_dir())
-        self._request_id = preview_worker_client.new_request_id()
-        self._request = {
-            "scene": snapshot, "object": self.target.name,
-            "matrix_world": [list(row) for row in self.target.matrix_world],
-            "camera": self.camera.to_json(), "lights": self.lights, "resolution": list(self.resolution),
-            "gbuffer": self.gbuffer_path, "light_samples": _light_samples(scene),
-            "cycles": os.path.join(work_dir(), "preview.cycles.npy") if self.compare else None,
-            "cycles_samples": self.compare_samples,
+        self.unsaved_images = preview_snapshot.unsaved_images(self.target) if self.compare else []
+        mesh, self.timings["snapshot"] = preview_snapshot.mesh_file(self.target, work_dir())
+        width, height = self.resolution
+        self._preview = {
+            "bank": self.bank, "mesh": mesh, "albedo": albedo, "camera": self.camera.to_record(width, height),
+            "lights": self.lights, "resolution": [width, height], "shadow_rays": _shadow_rays(scene),
+            "renderer": self.renderer,
         }
+        self._request_id = preview_worker_client.new_request_id()
+        self._request = None
+        if self.compare:  # the Cycles frame needs the target in a file the worker's Blender can load
+            snapshot, seconds = preview_snapshot.snapshot(self.target, work_dir())
+            self.timings["snapshot"] += seconds
+            self._request = {
+                "scene": snapshot, "object": self.target.name,
+                "matrix_world": [list(row) for row in self.target.matrix_world],
+                "camera": self.camera.to_json(), "lights": self.lights, "resolution": list(self.resolution),
+                "cycles": os.path.join(work_dir(), "preview.cycles.npy"), "cycles_samples": self.compare_samples,
+            }
 
     def run(self) -> None:
         """Safe in a worker thread: touches no bpy data. Ends with `shaded` set, or `error`."""
         try:
-            start = time.perf_counter()
-            seconds = preview_worker_client.render(blender_command("preview"), self._request_id, self._request,
-                                                   self._worker_timeout_s())
-            self.timings["gbuffer"] = time.perf_counter() - start - seconds.get("cycles", 0.0)
             if self.compare:
+                seconds = preview_worker_client.render(blender_command("preview"), self._request_id, self._request,
+                                                       self._worker_timeout_s())
                 self.timings["cycles"] = seconds["cycles"]
                 self.cycles = np.load(self._request["cycles"])
             if not self.cancelled:
-                client = connect(self.connection, [work_dir(), os.path.dirname(self.bank)])
-                self.shaded = shade(client, self.bank, self.gbuffer_path, self.renderer, work_dir())
+                folders = [work_dir(), os.path.dirname(self.bank), os.path.dirname(self._preview["albedo"])]
+                client = connect(self.connection, folders)
+                write_json_atomically(os.path.join(work_dir(), REQUEST_NAME), self._preview)  # what was asked, to inspect
+                self.shaded = trace_and_shade(client, self._preview, work_dir())
+                self.timings["gbuffer"] = self.shaded.trace_s
         except (ServiceError, WorkerError) as exc:
             self.error = str(exc)
         except Exception as exc:  # the thread's last word: apply() must find a frame or an error, never neither
@@ -177,12 +200,11 @@ class PreviewJob:
     def _worker_timeout_s(self) -> float:
         """Generous: it only catches a worker that hangs (a CPU doing 0.2 M samples/s is slow for Cycles)."""
         width, height = self.resolution
-        samples = 1 + self._request["light_samples"] + (self.compare_samples if self.compare else 0)
-        return WORKER_TIMEOUT_BASE_S + width * height * samples / 2e5
+        return WORKER_TIMEOUT_BASE_S + width * height * self.compare_samples / 2e5
 
     def cancel(self) -> None:
         """Stop this frame: its Cycles render in the worker is killed (a new worker serves the next frame);
-        shading, short, is left to finish and its result dropped."""
+        tracing and shading, short, are left to finish and their result dropped."""
         self.cancelled = True
         preview_worker_client.cancel(self._request_id)
 
@@ -204,7 +226,6 @@ class PreviewJob:
         settings.upload_ms = 1000 * self.timings["upload"]
         settings.cycles_ms = 1000 * self.timings.get("cycles", 0.0)
         settings.renderer_used = self.shaded.renderer
-        settings.gbuffer_path = self.gbuffer_path
         settings.status = f"{frame.shape[1]}x{frame.shape[0]} with {self.shaded.renderer}"
         for window in bpy.context.window_manager.windows:
             for area in window.screen.areas:

@@ -1,7 +1,9 @@
-"""Shade a G-buffer file through the service and bring the frame back (no bpy: runs in a worker thread).
+"""Trace and shade one preview frame through the service and bring it back (no bpy: a worker thread).
 
-On the service's own machine the frame travels as a file path; to a service elsewhere (an SSH tunnel
-to a GPU box) the G-buffer is uploaded and the frame downloaded, as raw files either way, never JSON.
+The service traces the G-buffer (backend/tracer) from the mesh file the UI side wrote and the
+dataset's baked albedo, then shades it. On the service's own machine everything travels as file
+paths; to a service elsewhere (an SSH tunnel to a GPU box) the mesh and the albedo are uploaded
+(each only when it changed) and the frame downloaded, as raw files, never JSON.
 """
 
 from __future__ import annotations
@@ -12,30 +14,40 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .gbuffer import sidecar_path
 from .service_client import ServiceClient
 
 FRAME_NAME = "frame.npy"
+_uploaded: dict[str, tuple[int, str]] = {}  # local path -> (mtime_ns, path on the service) of what was sent
 
 
 @dataclass
 class ShadedFrame:
     frame: np.ndarray  # [H, W, 4] float32, rows top to bottom
     renderer: str
-    transfer_s: float  # everything but the renderer itself: requests, file reads and writes
+    trace_s: float  # the service's tracer
+    transfer_s: float  # everything but tracing and shading: requests, uploads, file reads and writes
     shading_s: float
 
 
-def shade(client: ServiceClient, bank: str, gbuffer_exr: str, renderer: str, work_dir: str) -> ShadedFrame:
+def _on_service(client: ServiceClient, path: str) -> str:
+    mtime = os.stat(path).st_mtime_ns
+    known = _uploaded.get(path)
+    if known is None or known[0] != mtime:
+        _uploaded[path] = (mtime, client.upload(path, os.path.basename(path)))
+    return _uploaded[path][1]
+
+
+def trace_and_shade(client: ServiceClient, request: dict, work_dir: str) -> ShadedFrame:
+    """`request`: the /preview body without `out` (bank, mesh, albedo, camera, lights, resolution, ...)."""
     local_frame = os.path.join(work_dir, FRAME_NAME)
     start = time.perf_counter()
     if client.shares_files:
-        answer = client.render(bank, gbuffer_exr, renderer, out=local_frame)
+        answer = client.preview({**request, "out": local_frame})
     else:
-        remote_exr = client.upload(gbuffer_exr, os.path.basename(gbuffer_exr))
-        client.upload(sidecar_path(gbuffer_exr), os.path.basename(sidecar_path(gbuffer_exr)))
-        answer = client.render(bank, remote_exr, renderer)
+        answer = client.preview({**request, "mesh": _on_service(client, request["mesh"]),
+                                 "albedo": _on_service(client, request["albedo"])})
         client.download(os.path.basename(answer["frame"]), local_frame)
     frame = np.load(local_frame)
-    shading_s = answer["timings"]["shading_s"]
-    return ShadedFrame(frame, answer["renderer"], time.perf_counter() - start - shading_s, shading_s)
+    timings = answer["timings"]
+    trace_s, shading_s = timings["trace_s"], timings["shading_s"]
+    return ShadedFrame(frame, answer["renderer"], trace_s, time.perf_counter() - start - trace_s - shading_s, shading_s)

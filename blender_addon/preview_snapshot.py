@@ -1,10 +1,14 @@
-"""The preview worker's copy of the target object, rewritten only when the object changed (main thread).
+"""Copies of the target object for the preview, rewritten only when the object changed (main thread).
 
-`bpy.data.libraries.write` of the target alone takes about 3 ms for the example face, but grows
-with the mesh and its packed textures, and every new file makes the worker load the object again.
-So camera and light changes, most of Live's frames, reuse the file. A depsgraph handler marks it
-stale when the target's geometry or shading changes; another target, another .blend file or Edit
-Mode always write a new one.
+- `mesh_file`: the evaluated mesh in world space (scene_export.evaluated_mesh, docs/formats/scene.md),
+  which the service's tracer builds its ray-tracing structure from; rewritten when the geometry
+  or the object's placement changed, so camera and light moves (most of Live's frames) reuse it.
+- `snapshot`: a .blend of the target alone for the "Compare with Cycles" worker. Its
+  `bpy.data.libraries.write` takes about 3 ms for the example face but grows with the mesh and its
+  packed textures, and every new file makes the worker load the object again; camera, light and
+  placement changes reuse it.
+A depsgraph handler marks both stale when the target's geometry or shading changes; another target,
+another .blend file or Edit Mode always write new ones.
 """
 
 from __future__ import annotations
@@ -13,6 +17,10 @@ import os
 import time
 
 import bpy
+import numpy as np
+
+from .atomic import atomic_open
+from .scene_export import evaluated_mesh
 
 _stale = True
 _key: tuple[str, str] | None = None  # (target name, .blend path) the current file was written for
@@ -21,17 +29,22 @@ _count = 0
 
 
 _material_edits = 0
+_geometry_edits = 0  # geometry or shading updates of the mesh file's object: its staleness
+_mesh: tuple[tuple, str] | None = None  # (what the current mesh file was written for, its path)
 
 
 @bpy.app.handlers.persistent
 def _on_depsgraph_update(scene, depsgraph) -> None:
-    global _stale, _material_edits
+    global _stale, _material_edits, _geometry_edits
     for update in depsgraph.updates:
         if isinstance(update.id, bpy.types.Material):
             _material_edits += 1
-        elif (_key is not None and isinstance(update.id, bpy.types.Object) and update.id.original.name == _key[0]
-                and (update.is_updated_geometry or update.is_updated_shading)):  # not a mere move
-            _stale = True
+        elif isinstance(update.id, bpy.types.Object) and (update.is_updated_geometry or update.is_updated_shading):
+            name = update.id.original.name  # not a mere move
+            if _mesh is not None and name == _mesh[0][0]:
+                _geometry_edits += 1
+            if _key is not None and name == _key[0]:
+                _stale = True
 
 
 def material_edits() -> int:
@@ -41,8 +54,8 @@ def material_edits() -> int:
 
 @bpy.app.handlers.persistent
 def _on_load_post(*args) -> None:
-    global _stale
-    _stale = True
+    global _stale, _mesh
+    _stale, _mesh = True, None
 
 
 def snapshot(target, folder: str) -> tuple[str, float]:
@@ -66,6 +79,25 @@ def snapshot(target, folder: str) -> tuple[str, float]:
             pass
     _stale, _key, _path = False, key, path
     return path, seconds
+
+
+def mesh_file(target, folder: str) -> tuple[str, float]:
+    """`mesh.npz` of the evaluated `target` in world space as it is now, and the seconds spent writing
+    it (0 when reused)."""
+    global _mesh
+    editing = target.mode == "EDIT"
+    if editing:
+        target.update_from_editmode()  # until then, Edit Mode's changes live in the edit mesh only
+    key = (target.name, bpy.data.filepath, tuple(map(tuple, target.matrix_world)), _geometry_edits)
+    if not editing and _mesh is not None and _mesh[0] == key and os.path.dirname(_mesh[1]) == folder \
+            and os.path.exists(_mesh[1]):
+        return _mesh[1], 0.0
+    start = time.perf_counter()
+    path = os.path.join(folder, "preview-mesh.npz")
+    with atomic_open(path, "wb") as stream:  # one frame at a time: the service has read the previous one
+        np.savez(stream, **evaluated_mesh(target))
+    _mesh = (key, path)
+    return path, time.perf_counter() - start
 
 
 def unsaved_images(target) -> list[str]:

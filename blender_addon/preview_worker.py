@@ -1,13 +1,13 @@
-"""The Neural Render Preview's Blender worker: renders G-buffers (and Cycles comparisons) off the UI.
+"""The Neural Render Preview's Blender worker: renders "Compare with Cycles" frames off the UI.
 
-bpy renders only on the main thread of the process that owns the data, and a Cycles render of the
-G-buffer takes 0.5-2 s, so the preview hands it to this persistent background Blender
+The preview's G-buffer is traced by the service (backend/tracer); only the Cycles comparison
+needs Blender. bpy renders only on the main thread of the process that owns the data, and a
+path-traced frame takes seconds, so the preview hands it to this persistent background Blender
 (`worker.py preview`, started by preview_worker_client). Protocol, one JSON object a line:
 - stdin, a request: `scene` (a .blend holding only the target object, written by
   `bpy.data.libraries.write` on the UI side, rewritten only when the object changed), `object`,
   `matrix_world`, `camera` (CameraSpec.to_json), `lights` (dataset light records), `resolution`,
-  `gbuffer` (EXR to write with THE recipe, gbuffer.write_gbuffer), `light_samples` (as the training
-  data had) and, for "Compare with Cycles", `cycles` (.npy to write) and `cycles_samples`; `id`;
+  `cycles` (.npy to write) and `cycles_samples`; `id`;
 - stdout, the reply: `{"id": ..., "ok": true, "seconds": {...}}` or `{"id": ..., "ok": false,
   "error": "..."}`. Blender's and Cycles' own output is moved to stderr (the add-on's log file) at
   start, so stdout carries replies only.
@@ -28,7 +28,6 @@ from mathutils import Matrix
 from .atomic import atomic_open
 from .camera_model import CameraSpec
 from .errors import InputError, SceneError
-from .gbuffer import write_gbuffer
 from .ground_truth import render_ground_truth
 from .preview_image import load_exr
 from .render_rig import RenderRig
@@ -75,15 +74,12 @@ class PreviewScene:
 
 
 def render(scene: PreviewScene, request: dict) -> dict:
-    """Write the request's G-buffer (and Cycles frame); returns seconds per stage."""
+    """Write the request's Cycles frame; returns seconds per stage."""
     start = time.perf_counter()
     target = scene.target(request["scene"], request["object"], request["matrix_world"])
     camera = CameraSpec.from_json(request["camera"])
     resolution = tuple(request["resolution"])
     seconds = {"load": time.perf_counter() - start}
-    start = time.perf_counter()
-    write_gbuffer(target, camera, request["lights"], resolution, request["gbuffer"], request["light_samples"])
-    seconds["gbuffer"] = time.perf_counter() - start
     if request.get("cycles"):
         start = time.perf_counter()
         exr = request["cycles"] + ".exr"
@@ -113,7 +109,7 @@ def main() -> int:
         except InputError as exc:
             reply = {"ok": False, "error": str(exc)}
         except Exception as exc:  # a failed render must reach the user as a report, not end the worker
-            reply = {"ok": False, "error": f"rendering the preview's G-buffer failed: {exc}"}
+            reply = {"ok": False, "error": f"rendering the preview's Cycles frame failed: {exc}"}
         replies.write(json.dumps({"id": request.get("id"), **reply}) + "\n")
         replies.flush()
     return 0

@@ -32,7 +32,6 @@ class NEURALFACE_PG_preview(bpy.types.PropertyGroup):
                                  description="Re-render when the view, the lights or the object change")
     show_overlay: bpy.props.BoolProperty(name="Show in Viewport", default=True)
     status: bpy.props.StringProperty()
-    gbuffer_path: bpy.props.StringProperty(description="G-buffer file of the last preview")
     renderer_used: bpy.props.StringProperty()
     snapshot_ms: bpy.props.FloatProperty(name="Snapshot", description="Copying the object for the worker, "
                                          "on Blender's main thread (the only preview stage there but Upload)")

@@ -104,6 +104,10 @@ class ServiceClient:
             payload["out"] = out
         return self._json("POST", "/render", payload)
 
+    def preview(self, request: dict) -> dict:
+        """Trace and shade one preview frame (the service's /preview: bank, mesh, albedo, camera, lights, ...)."""
+        return self._json("POST", "/preview", request)
+
     def upload(self, path: str, name: str) -> str:
         """Copy a local file into the service's files folder; returns its path there."""
         with open(path, "rb") as f:

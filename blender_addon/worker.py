@@ -3,7 +3,6 @@
 `blender --background --factory-startup --python worker.py -- JOB ARGS...`, or under the bpy module
 `python worker.py JOB ARGS...` (processes.blender_command builds the line). JOB names a module of
 this package with a `main(*ARGS) -> int`:
-- `dataset`: one Generate Dataset job (dataset_worker.py);
 - `preview`: a persistent server of Neural Render Preview G-buffers (preview_worker.py).
 No add-on is enabled in the worker, so the package is imported by path.
 """
@@ -12,7 +11,7 @@ import importlib
 import sys
 from pathlib import Path
 
-JOBS = {"dataset": "dataset_worker", "preview": "preview_worker"}
+JOBS = {"preview": "preview_worker"}
 
 
 def main(argv: list[str]) -> int:

@@ -182,9 +182,14 @@ def snapshot_reuse(scene) -> dict:
 
     suzanne = next(o for o in scene.objects if o.type == "MESH")
 
-    def snapshot_after(edit) -> str:
+    scene.neural_face_preview.compare = True  # the .blend snapshot is made for the Cycles comparison
+    mesh_versions = {}  # the mesh file's modification time after each edit: a new one means rewritten
+
+    def snapshot_after(edit, name: str) -> str:
         edit()
-        return preview_job.PreviewJob(bpy.context)._request["scene"]
+        job = preview_job.PreviewJob(bpy.context)
+        mesh_versions[name] = os.stat(job._preview["mesh"]).st_mtime_ns
+        return job._request["scene"]
 
     def edit_mode_move():
         bpy.context.view_layer.objects.active = suzanne
@@ -195,18 +200,21 @@ def snapshot_reuse(scene) -> dict:
         bmesh.update_edit_mesh(suzanne.data)
 
     paths = {
-        "first": snapshot_after(lambda: None),
-        "camera": snapshot_after(lambda: setattr(scene.camera, "location", (0.5, -4.0, 0.6))),
-        "light": snapshot_after(lambda: setattr(bpy.data.lights["Key"], "energy", 100.0)),
-        "object_moved": snapshot_after(lambda: setattr(suzanne, "location", (0.0, 0.0, 0.1))),
+        "first": snapshot_after(lambda: None, "first"),
+        "camera": snapshot_after(lambda: setattr(scene.camera, "location", (0.5, -4.0, 0.6)), "camera"),
+        "light": snapshot_after(lambda: setattr(bpy.data.lights["Key"], "energy", 100.0), "light"),
+        "object_moved": snapshot_after(lambda: setattr(suzanne, "location", (0.0, 0.0, 0.1)), "object_moved"),
         "material": snapshot_after(lambda: setattr(
-            suzanne.active_material.node_tree.nodes["Principled BSDF"].inputs["Roughness"], "default_value", 0.9)),
-        "edit_mode": snapshot_after(edit_mode_move),
+            suzanne.active_material.node_tree.nodes["Principled BSDF"].inputs["Roughness"], "default_value", 0.9),
+            "material"),
+        "edit_mode": snapshot_after(edit_mode_move, "edit_mode"),
     }
+    edit_mesh = np.load(os.path.join(preview_job.work_dir(), "preview-mesh.npz"))["positions"]
     with bpy.data.libraries.load(paths["edit_mode"]) as (source, loaded):
         loaded.meshes = list(source.meshes)
     top = max(v.co.z for v in loaded.meshes[0].vertices)
-    return {"paths": paths, "edit_mode_top_z": top, "files": sorted(os.listdir(os.path.dirname(paths["edit_mode"])))}
+    return {"paths": paths, "edit_mode_top_z": top, "files": sorted(os.listdir(os.path.dirname(paths["edit_mode"]))),
+            "mesh_versions": mesh_versions, "edit_mode_mesh_top_z": float(edit_mesh[:, 2].max())}
 
 
 def hold_worker(result_path: str) -> None:
@@ -232,6 +240,8 @@ def main(scene_path: str, result_path: str, action: str, options: dict) -> None:
         prefs.connection, prefs.python = "LOCAL", options["python"]
     scene = stage_scene(scene_path)
     scene.neural_face_train.bank_path = options["bank"]
+    if "dataset" in options:  # the preview reads the albedo baked into it; training reads the dataset
+        scene.neural_face_dataset.output_dir = options["dataset"]
     result = {}
     renders = count_renders()
     if action in ("preview", "hold_worker"):
@@ -250,13 +260,17 @@ def main(scene_path: str, result_path: str, action: str, options: dict) -> None:
             result.update(image_size=list(image.size), is_float=image.is_float)
         if action == "hold_worker":
             hold_worker(result_path)
-        result.update(status=settings.status, gbuffer=keep_gbuffer(settings.gbuffer_path, result_path),
+        from blender_addon import preview_worker_client
+
+        result["workers_started"] = int(preview_worker_client._worker.current is not None)
+        result.update(status=settings.status, request=keep_request(result_path),
                       times_ms={stage: getattr(settings, stage + "_ms") for stage in STAGES},
                       images=sorted(i.name for i in bpy.data.images))
     elif action == "snapshots":
         result.update(snapshot_reuse(scene))
-    elif action == "cancel":
+    elif action == "cancel":  # what a cancel stops is the Cycles comparison in the worker
         scene.neural_face_preview.resolution, scene.neural_face_preview.renderer = 16, "torch"
+        scene.neural_face_preview.compare, scene.neural_face_preview.compare_samples = True, 4
         result.update(cancel_then_preview())
     elif action == "live":
         result["changed"] = live_signature_changes(scene)
@@ -283,18 +297,19 @@ def main(scene_path: str, result_path: str, action: str, options: dict) -> None:
 
 
 
-def keep_gbuffer(gbuffer_path: str, result_path: str) -> str:
-    """Copy the preview's G-buffer and its record out of the work folder, which Blender's exit deletes."""
-    if not gbuffer_path:
-        return gbuffer_path
-    from blender_addon.gbuffer import sidecar_path
+def keep_request(result_path: str) -> str:
+    """Copy the last preview request and its mesh file out of the work folder, which Blender's exit deletes."""
+    from blender_addon.preview_job import REQUEST_NAME, work_dir
 
-    kept = Path(result_path).with_name("kept_gbuffer")  # not beside result_path: NAME.json is the record's name
+    source = Path(work_dir()) / REQUEST_NAME
+    if not source.is_file():
+        return ""
+    kept = Path(result_path).with_name("kept_request")
     kept.mkdir(exist_ok=True)
-    target = kept / Path(gbuffer_path).name
-    shutil.copyfile(gbuffer_path, target)
-    shutil.copyfile(sidecar_path(gbuffer_path), sidecar_path(str(target)))
-    return str(target)
+    request = json.loads(source.read_text())
+    request["mesh"] = str(shutil.copyfile(request["mesh"], kept / Path(request["mesh"]).name))
+    (kept / REQUEST_NAME).write_text(json.dumps(request))
+    return str(kept / REQUEST_NAME)
 
 if __name__ == "__main__":
     scene_arg, result_arg, action_arg = sys.argv[1:4]

@@ -68,7 +68,8 @@ def test_register_and_unregister_twice_in_a_row():
 @pytest.mark.slow
 def test_zip_installs_headless_and_its_operator_generates(addon_zip, suzanne_blend, tmp_path):
     out = tmp_path / "from_operator"
-    environment = dict(os.environ, HOME=str(tmp_path / "home"))  # isolate Blender's user config
+    # Isolate Blender's user config; the installed add-on finds the backend's Python as a user would set it.
+    environment = dict(os.environ, HOME=str(tmp_path / "home"), NEURAL_FACE_PYTHON=sys.executable)
     result = subprocess.run([sys.executable, "-c", INSTALL_AND_RUN, str(addon_zip), str(suzanne_blend), str(out)],
                             cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300)
     lines = [line for line in result.stdout.splitlines() if line.startswith("REPORT")]
@@ -81,19 +82,22 @@ def test_zip_installs_headless_and_its_operator_generates(addon_zip, suzanne_ble
     dataset.load_gbuffer(1), dataset.load_ground_truth(1)
 
 
-def test_dataset_worker_reports_progress_and_writes_the_dataset(suzanne_blend, tmp_path):
-    """The process the UI operator starts (here under the bpy module instead of the blender binary)."""
+def test_the_command_the_operator_starts_reports_progress_and_writes_the_dataset(suzanne_blend, tmp_path):
+    """The UI operator runs `python -m backend generate --settings-file F --progress-lines` (operators_dataset)."""
     from blender_addon.dataset_settings import DatasetSettings
 
     settings = DatasetSettings(scene=str(suzanne_blend), resolution=(16, 16), samples=2, gt_samples=1)
-    out = tmp_path / "worker"
-    worker = [sys.executable, str(ROOT / "blender_addon" / "worker.py"), "dataset", str(suzanne_blend), str(out)]
-    result = subprocess.run([*worker, json.dumps(settings.to_json())], capture_output=True, text=True, timeout=120)
+    out, settings_file = tmp_path / "generated", tmp_path / "settings.json"
+    command = [sys.executable, "-m", "backend", "generate", "--scene", str(suzanne_blend), "--out", str(out),
+               "--settings-file", str(settings_file), "--progress-lines"]
+    settings_file.write_text(json.dumps(settings.to_json()))
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     progress = [line.split()[1:] for line in result.stdout.splitlines() if line.startswith("NF_PROGRESS")]
     assert progress == [["0", "2"], ["1", "2"], ["2", "2"]]
     assert open_dataset(out).indices() == [0, 1]
+    assert open_dataset(out).settings["scene"] == str(suzanne_blend), "the file's scene, not the copy's path"
 
-    refused = subprocess.run([*worker, json.dumps(dict(settings.to_json(), seed=5))], capture_output=True, text=True,
-                             timeout=120)
+    settings_file.write_text(json.dumps(dict(settings.to_json(), seed=5)))
+    refused = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2 and "other settings (seed)" in refused.stderr

@@ -40,8 +40,8 @@ def scratch(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory, tiny_bank, scratch):
-    service = start_service([tiny_bank.parent, scratch], tmp_path_factory.mktemp("preview_service"))
+def service(tmp_path_factory, tiny_bank, scratch, suzanne_dataset):
+    service = start_service([tiny_bank.parent, scratch, suzanne_dataset], tmp_path_factory.mktemp("preview_service"))
     yield service
     stop_service(service)
 
@@ -55,55 +55,49 @@ def blender_session(scene: Path, result: Path, action: str, scratch: Path, **opt
 
 
 @pytest.mark.slow
-def test_preview_shows_exactly_the_cli_frame(service, suzanne_blend, tiny_bank, scratch, tmp_path):
+def test_preview_shows_exactly_the_frame_the_backend_traces_and_shades(service, suzanne_blend, suzanne_dataset,
+                                                                       tiny_bank, scratch, tmp_path):
+    from backend.bank import load_bank
+    from backend.rendering import DEFAULT_BACKGROUND
+    from backend.renderers.torch_renderer import TorchRenderer
+    from backend.tracer import get_tracer, load_parts
+
     result = blender_session(suzanne_blend, tmp_path / "preview.json", "preview", scratch, url=service.url,
-                             token=service.token, bank=tiny_bank, resolution=PREVIEW_SIZE)
+                             token=service.token, bank=tiny_bank, resolution=PREVIEW_SIZE, dataset=suzanne_dataset)
     assert result["operator"] == ["FINISHED"], result
     assert result["is_float"] and result["image_size"] == [PREVIEW_SIZE, round(PREVIEW_SIZE * 3 / 4)]
     shown = np.load(tmp_path / "preview.json.npy")
 
-    cli_frame = tmp_path / "cli.exr"
-    completed = run_backend("render", "--bank", tiny_bank, "--gbuffer", result["gbuffer"], "--out", cli_frame,
-                            "--renderer", "torch")
-    assert completed.returncode == 0, completed.stderr
-    channels = next(iter(read_parts(cli_frame).values()))
-    expected = np.stack([channels[c] for c in "RGBA"], axis=-1)
+    request = json.loads(Path(result["request"]).read_text())
+    assert request["albedo"] == str(suzanne_dataset / "scene" / "albedo.npz"), "the dataset's bake"
+    assert request["shadow_rays"] == 4, "the dataset's shadow rays (conftest: --shadow-rays 4)"
+    tracer = get_tracer(load_parts(request["mesh"], request["albedo"]), shadow_rays=request["shadow_rays"])
+    lights = np.array([[*l["position"], *l["color"], l["power"], l["radius"]] for l in request["lights"]], np.float32)
+    gbuffer = tracer.trace(request["camera"], lights, tuple(request["resolution"]))
+    gbuffer.background = np.broadcast_to(np.array(DEFAULT_BACKGROUND, np.float32)[:, None, None],
+                                         (3, gbuffer.height, gbuffer.width)).copy()
+    expected = TorchRenderer(load_bank(tiny_bank)).render(gbuffer)
     assert shown.shape == expected.shape
     assert np.array_equal(shown, expected)
     coverage = (expected[..., 3] > 0.5).mean()
     assert 0.1 < coverage < 0.9, coverage  # Suzanne in view: the check is not vacuous, the camera not inside her
 
-    record = json.loads(Path(result["gbuffer"]).with_name("preview.json").read_text())
-    assert record["camera"]["position"] == pytest.approx([0.3, -4.0, 0.6], abs=1e-5)  # the scene's camera and light
-    assert [light["position"] for light in record["lights"]] == [pytest.approx([2.0, -3.0, 2.0], abs=1e-5)]
+    assert request["camera"]["position"] == pytest.approx([0.3, -4.0, 0.6], abs=1e-5)  # the scene's camera and light
+    assert [light["position"] for light in request["lights"]] == [pytest.approx([2.0, -3.0, 2.0], abs=1e-5)]
     assert all(result["times_ms"][stage] > 0 for stage in ("snapshot", "gbuffer", "transfer", "shading", "upload"))
-    assert result["renders_in_session"] == 0, "Cycles ran in the UI's process: the preview worker must render"
+    assert result["renders_in_session"] == 0, "Cycles ran in the UI's process"
+    assert result["workers_started"] == 0, "no Blender worker is needed without Compare with Cycles"
 
 
 @pytest.mark.slow
-def test_compare_with_cycles_adds_the_render_and_the_difference(service, suzanne_blend, tiny_bank, scratch,
-                                                                tmp_path):
+def test_compare_with_cycles_adds_the_render_and_the_difference(service, suzanne_blend, suzanne_dataset, tiny_bank,
+                                                                scratch, tmp_path):
     result = blender_session(suzanne_blend, tmp_path / "compare.json", "preview", scratch, url=service.url,
-                             token=service.token, bank=tiny_bank, resolution=32, compare=1)
+                             token=service.token, bank=tiny_bank, resolution=32, compare=1, dataset=suzanne_dataset)
     assert result["operator"] == ["FINISHED"], result
     assert {"Neural Preview", "Neural Preview Cycles", "Neural Preview Difference"} <= set(result["images"])
     assert result["times_ms"]["cycles"] > 0
     assert result["renders_in_session"] == 0
-
-
-def test_a_bare_mesh_is_previewed_with_the_skin_material_the_dataset_gives_it(service, suzanne_blend, tiny_bank,
-                                                                               scratch, tmp_path):
-    from blender_addon.scene_setup import DEFAULT_SKIN_COLOR
-
-    result = blender_session(suzanne_blend, tmp_path / "bare.json", "preview", scratch, url=service.url,
-                             token=service.token, bank=tiny_bank, resolution=32, bare=1)
-    assert result["operator"] == ["FINISHED"], result
-    layers = read_parts(result["gbuffer"])
-    albedo = np.stack([layers["GBuffer.Diffuse Color"][c] for c in "RGB"], axis=-1)
-    covered = layers["GBuffer.Combined"]["A"] > 0.5
-    mean = albedo[covered].mean(axis=0)
-    skin = np.array(DEFAULT_SKIN_COLOR[:3])
-    assert np.allclose(mean / mean.sum(), skin / skin.sum(), atol=0.02), mean  # skin's hue, not the default grey
 
 
 @pytest.mark.parametrize("case, expected", [
@@ -111,15 +105,19 @@ def test_a_bare_mesh_is_previewed_with_the_skin_material_the_dataset_gives_it(se
     ("wrong_token", "401"),
     ("unreachable", "not reachable"),
     ("incompatible_bank", "422"),
+    ("no_dataset", "no baked albedo"),
 ])
-def test_preview_errors_reach_the_user_as_reports(service, suzanne_blend, tiny_bank, scratch, tmp_path, case,
-                                                  expected):
-    options = {"url": service.url, "token": service.token, "bank": tiny_bank, "resolution": 16}
+def test_preview_errors_reach_the_user_as_reports(service, suzanne_blend, suzanne_dataset, tiny_bank, scratch,
+                                                  tmp_path, case, expected):
+    options = {"url": service.url, "token": service.token, "bank": tiny_bank, "resolution": 16,
+               "dataset": suzanne_dataset}
     if case == "no_bank":
         options["bank"] = tiny_bank.with_name("never_trained.nfbank")
     elif case == "incompatible_bank":
         options["bank"] = tiny_bank.with_name("not_a_bank.nfbank")
         options["bank"].write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{}")
+    elif case == "no_dataset":
+        options["dataset"] = tmp_path / "no_dataset_here"
     elif case == "wrong_token":
         options["token"] = "not-the-token"
     else:
@@ -150,10 +148,10 @@ def test_live_preview_notices_view_light_and_object_changes(suzanne_blend, scrat
 
 
 @pytest.mark.slow
-def test_live_renders_after_edits_debounced_and_stays_quiet_when_idle(service, suzanne_blend, tiny_bank, scratch,
-                                                                       tmp_path):
+def test_live_renders_after_edits_debounced_and_stays_quiet_when_idle(service, suzanne_blend, suzanne_dataset,
+                                                                       tiny_bank, scratch, tmp_path):
     result = blender_session(suzanne_blend, tmp_path / "live_frames.json", "live_frames", scratch, url=service.url,
-                             token=service.token, bank=tiny_bank)
+                             token=service.token, bank=tiny_bank, dataset=suzanne_dataset)
     assert result["debounced_first"] and result["debounced_edit"], "a change must wait DEBOUNCE_S before a render"
     assert result["first_frame"], result
     assert result["quiet_when_idle"], "Live re-rendered although nothing changed"
@@ -162,10 +160,10 @@ def test_live_renders_after_edits_debounced_and_stays_quiet_when_idle(service, s
     assert result["renders_in_session"] == 0
 
 
-def test_cancelled_frame_ends_with_a_message_and_the_next_frame_works(service, suzanne_blend, tiny_bank, scratch,
-                                                                       tmp_path):
+def test_cancelled_frame_ends_with_a_message_and_the_next_frame_works(service, suzanne_blend, suzanne_dataset,
+                                                                       tiny_bank, scratch, tmp_path):
     result = blender_session(suzanne_blend, tmp_path / "cancel.json", "cancel", scratch, url=service.url,
-                             token=service.token, bank=tiny_bank)
+                             token=service.token, bank=tiny_bank, dataset=suzanne_dataset)
     assert result["cancel_error"] == "preview cancelled" and not result["cancelled_frame"], result
     assert result["operator"] == ["FINISHED"], result  # a new worker took over
     assert result["idle_worker_kept"], "cancelling a frame the worker had finished stopped the worker"
@@ -175,21 +173,25 @@ def test_cancelled_frame_ends_with_a_message_and_the_next_frame_works(service, s
     assert first == after_light != after_material, result  # replaced at the limit, only by a new snapshot
 
 
-def test_snapshot_is_rewritten_only_when_the_object_changes(suzanne_blend, scratch, tmp_path):
+def test_snapshot_is_rewritten_only_when_the_object_changes(suzanne_blend, suzanne_dataset, scratch, tmp_path):
     result = blender_session(suzanne_blend, tmp_path / "snapshots.json", "snapshots", scratch, python=sys.executable,
-                             bank=tmp_path / "unused.nfbank")
+                             bank=tmp_path / "unused.nfbank", dataset=suzanne_dataset)
     paths = result["paths"]
     assert paths["camera"] == paths["light"] == paths["object_moved"] == paths["first"]  # the worker reuses it
     assert paths["material"] != paths["object_moved"] and paths["edit_mode"] != paths["material"]
     assert result["edit_mode_top_z"] > 4.0  # Edit Mode's unflushed move is in the snapshot
+    mesh = result["mesh_versions"]  # the tracer's mesh file is in world space: a move rewrites it too
+    assert mesh["camera"] == mesh["light"] == mesh["first"] != mesh["object_moved"] != mesh["edit_mode"]
+    assert result["edit_mode_mesh_top_z"] > 4.0
     assert [name for name in result["files"] if name.endswith(".blend")] == [Path(paths["edit_mode"]).name]
 
 
 @pytest.mark.slow
-def test_preview_worker_exits_when_blender_is_killed(service, suzanne_blend, tiny_bank, scratch, tmp_path):
+def test_preview_worker_exits_when_blender_is_killed(service, suzanne_blend, suzanne_dataset, tiny_bank, scratch,
+                                                      tmp_path):
     result_path = tmp_path / "hold.json"
     args = [sys.executable, str(SESSION), str(suzanne_blend), str(result_path), "hold_worker", f"url={service.url}",
-            f"token={service.token}", f"bank={tiny_bank}", "resolution=16"]
+            f"token={service.token}", f"bank={tiny_bank}", "resolution=16", "compare=1", f"dataset={suzanne_dataset}"]
     session = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env={"PATH": "/usr/bin:/bin", "HOME": str(scratch), "TMPDIR": str(scratch)})
     try:

@@ -1,4 +1,4 @@
-"""The preview's long-lived Blender worker does not grow: many frames, new snapshots, Compare on and off."""
+"""The preview's long-lived Blender worker (its "Compare with Cycles" frames) does not grow: many frames, new snapshots."""
 
 from __future__ import annotations
 
@@ -37,8 +37,8 @@ def counts():
 scene, seen = PreviewScene(), []
 for frame in range(int(sys.argv[4])):
     render(scene, {"scene": snapshots[frame % 2], "object": name, "matrix_world": matrix,
-                   "camera": camera, "lights": [light], "resolution": [16, 12], "gbuffer": f"{out}/g.gbuffer.exr",
-                   "light_samples": 1, "cycles": f"{out}/c.npy" if frame % 3 == 0 else None, "cycles_samples": 1})
+                   "camera": camera, "lights": [light], "resolution": [16, 12], "cycles": f"{out}/c.npy",
+                   "cycles_samples": 1})
     seen.append(counts())
 print(json.dumps(seen))
 """

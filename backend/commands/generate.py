@@ -132,7 +132,9 @@ def settings_from_args(args, addon):
         try:
             with open(args.settings_file) as stream:
                 data = json.load(stream)
-            return addon.dataset_settings.DatasetSettings.from_json({**data, "scene": os.path.abspath(args.scene)})
+            # The file's "scene" (the add-on names the file its saved copy came from) wins over the copy's path,
+            # so a resumed run from Blender finds the same settings.
+            return addon.dataset_settings.DatasetSettings.from_json({"scene": os.path.abspath(args.scene), **data})
         except (OSError, ValueError, TypeError) as exc:
             raise UserError(f"settings file {args.settings_file!r} is unusable ({exc}); write it as "
                             "manifest.json's \"settings\" object") from None

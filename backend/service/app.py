@@ -27,7 +27,8 @@ from backend.outputs import BANK, FRAME, REPORT, check_output
 from backend.service.dataset_jobs import GenerateJob
 from backend.service.jobs import JobConflict, Jobs, TrainingJob
 from backend.service.schemas import (
-    DatasetRequest, DatasetStatus, ErrorBody, Health, JobStatus, RenderRequest, RenderResult, StoredFile, TrainRequest,
+    DatasetRequest, DatasetStatus, ErrorBody, Health, JobStatus, PreviewRequest, RenderRequest, RenderResult, StoredFile,
+    TrainRequest,
 )
 from backend.service.security import PathRefused, TokenMiddleware, confine
 from backend.service.settings import Settings
@@ -38,6 +39,7 @@ OVERWRITE_FLAG = '"overwrite": true'  # how a request asks to replace what this 
 # A stopping service waits this long for a cancelled job (a step, a report stage); with uvicorn's 5 s for
 # open requests it stays within the 15 s the add-on gives the service before killing it.
 JOB_STOP_WAIT_S = 5.0
+MAX_PREVIEW_SIDE = 8192
 
 
 class NotFound(Exception):
@@ -76,6 +78,26 @@ class RendererCache:
         return self._renderer
 
 
+class TracerCache:
+    """Keeps the last scene's tracer (its ray-tracing structure is built once per mesh file): Live's
+    camera and light moves reuse it; an edited mesh arrives as a new file."""
+
+    def __init__(self):
+        self._key = None
+        self._tracer = None
+
+    def get(self, mesh: Path, albedo: Path, shadow_rays: int):
+        """Call with RendererCache.lock held (one frame at a time)."""
+        from backend.tracer import get_tracer, load_parts
+
+        key = (mesh, mesh.stat().st_mtime_ns, albedo, albedo.stat().st_mtime_ns, shadow_rays)
+        if key != self._key:
+            self._tracer, self._key = None, None
+            self._tracer = get_tracer(load_parts(mesh, albedo), shadow_rays=shadow_rays)
+            self._key = key
+        return self._tracer
+
+
 def _existing(path: str, settings: Settings, what: str) -> Path:
     resolved = confine(path, settings)
     if not resolved.exists():
@@ -102,6 +124,7 @@ def create_app(settings: Settings) -> FastAPI:
     jobs = Jobs()
     dataset_jobs = Jobs()  # one dataset job at a time, beside one training job
     renderers = RendererCache()
+    tracers = TracerCache()
     settings.files_folder.mkdir(parents=True, exist_ok=True)
 
     @asynccontextmanager
@@ -221,6 +244,43 @@ def create_app(settings: Settings) -> FastAPI:
         t4 = time.perf_counter()
         return RenderResult(frame=str(out), width=frame.shape[1], height=frame.shape[0], renderer=renderer.name,
                             timings={"read_s": t1 - t0, "bank_s": t2 - t1, "shading_s": t3 - t2, "write_s": t4 - t3})
+
+    @app.post("/preview", response_model=RenderResult, responses=_errors(403, 404))
+    def preview(request: PreviewRequest):
+        """Trace the G-buffer of a camera and lights on a mesh with the dataset's baked albedo, and shade it:
+        the Neural Render Preview without Cycles."""
+        bank = _existing(request.bank, settings, "weight bank (train one first)")
+        mesh = _existing(request.mesh, settings, "mesh")
+        albedo = _existing(request.albedo, settings, "baked albedo (generate the dataset first)")
+        width, height = request.resolution
+        if not (1 <= width <= MAX_PREVIEW_SIDE and 1 <= height <= MAX_PREVIEW_SIDE):
+            raise UserError(f"resolution {width}x{height}: width and height must be 1..{MAX_PREVIEW_SIDE}")
+        if round(request.shadow_rays ** 0.5) ** 2 != request.shadow_rays:
+            raise UserError(f"shadow_rays {request.shadow_rays} must be a square number (4, 9, 16, ...)")
+        out = confine(request.out, settings) if request.out else settings.files_folder / DEFAULT_FRAME
+        if out.suffix != ".npy":
+            raise UserError(f"out {out}: frames are written as .npy")
+        check_output(out, FRAME, request.overwrite, "out", OVERWRITE_FLAG)
+        from backend.rendering import DEFAULT_BACKGROUND
+
+        lights = np.array([[*light.position, *light.color, light.power, light.radius] for light in request.lights],
+                          np.float32)
+        with renderers.lock:
+            t0 = time.perf_counter()
+            tracer = tracers.get(mesh, albedo, request.shadow_rays)
+            gbuffer = tracer.trace(request.camera.model_dump(), lights, (width, height), source=str(mesh))
+            gbuffer.background = np.broadcast_to(np.array(DEFAULT_BACKGROUND, np.float32)[:, None, None],
+                                                 (3, height, width)).copy()
+            t1 = time.perf_counter()
+            renderer = renderers.get(bank, request.renderer)
+            t2 = time.perf_counter()
+            frame = renderer.render(gbuffer)
+            t3 = time.perf_counter()
+        _write_frame(frame, out)
+        t4 = time.perf_counter()
+        return RenderResult(frame=str(out), width=width, height=height, renderer=renderer.name,
+                            timings={"read_s": 0.0, "trace_s": t1 - t0, "bank_s": t2 - t1, "shading_s": t3 - t2,
+                                     "write_s": t4 - t3})
 
     upload_body = {"requestBody": {"required": True, "content": {
         "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}

@@ -88,11 +88,44 @@ class RenderRequest(Strict):
     overwrite: bool = Field(False, description="replace out even if it is not a frame this service wrote")
 
 
+class PreviewCamera(Strict):
+    matrix_world: list[list[float]] = Field(min_length=4, max_length=4, description="camera-to-world, rows")
+    K: list[list[float]] = Field(min_length=3, max_length=3, description="pinhole intrinsics in pixels")
+    position: list[float] = Field(min_length=3, max_length=3)
+
+
+class PreviewLight(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # the add-on sends whole light records (name, lightgroup, ...)
+    position: list[float] = Field(min_length=3, max_length=3)
+    color: list[float] = Field(min_length=3, max_length=3)
+    power: float = Field(ge=0)
+    radius: float = Field(ge=0)
+
+
+class PreviewRequest(Strict):
+    """One Neural Render Preview frame: the service traces the G-buffer (backend/tracer), then shades it."""
+
+    bank: str = PathField
+    mesh: str = Field(min_length=1, max_length=4096, pattern=ABSOLUTE_PATH,
+                      description="the evaluated target mesh (mesh.npz of docs/formats/scene.md)")
+    albedo: str = Field(min_length=1, max_length=4096, pattern=ABSOLUTE_PATH,
+                        description="the baked albedo (albedo.npz of docs/formats/scene.md), e.g. DATASET/scene/albedo.npz")
+    camera: PreviewCamera
+    lights: list[PreviewLight] = Field(min_length=1, max_length=64)
+    resolution: list[int] = Field(min_length=2, max_length=2, description="width, height in pixels")
+    shadow_rays: int = Field(16, ge=4, le=1024, description="as the dataset's gbuffer_shadow_rays (a square)")
+    renderer: Literal["auto", "torch", "emulated", "pycuda"] = "auto"
+    out: str | None = Field(None, min_length=1, max_length=4096, pattern=ABSOLUTE_PATH,
+                            description="where to write the frame (.npy); default files_folder/frame.npy")
+    overwrite: bool = Field(False, description="replace out even if it is not a frame this service wrote")
+
+
 class RenderTimings(BaseModel):
     read_s: float = Field(description="reading the G-buffer file")
     bank_s: float = Field(description="loading the bank and preparing the renderer (0 when cached)")
     shading_s: float = Field(description="the renderer alone")
     write_s: float = Field(description="writing the frame file")
+    trace_s: float = Field(0.0, description="tracing the G-buffer (a /preview frame)")
 
 
 class RenderResult(BaseModel):

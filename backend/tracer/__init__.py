@@ -7,7 +7,7 @@ backend.gbuffer.GBuffer. Embree on the CPU is the one implementation today; a GP
 """
 
 from backend.tracer.embree_tracer import DEFAULT_SHADOW_RAYS, TRACER_VERSION, EmbreeTracer
-from backend.tracer.scene_file import SceneFileError, TracedScene, load_mesh, load_scene
+from backend.tracer.scene_file import SceneFileError, TracedScene, load_albedo, load_mesh, load_parts, load_scene
 
 TRACERS = {"embree": EmbreeTracer}
 
@@ -19,4 +19,4 @@ def get_tracer(scene: TracedScene, name: str = "embree", shadow_rays: int = DEFA
 
 
 __all__ = ["DEFAULT_SHADOW_RAYS", "TRACER_VERSION", "EmbreeTracer", "SceneFileError", "TracedScene", "get_tracer",
-           "load_mesh", "load_scene"]
+           "load_albedo", "load_mesh", "load_parts", "load_scene"]

@@ -104,6 +104,14 @@ def load_scene(folder: str | Path) -> TracedScene:
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise SceneFileError(f"{meta_path}: not a version {VERSION} {FORMAT} file "
                              f"(found {meta.get('format')!r} version {meta.get('version')!r})")
-    mesh = load_mesh(folder / "mesh.npz")
-    albedo = _load_npz(folder / "albedo.npz", ("albedo",))["albedo"]
-    return TracedScene(**mesh, albedo=albedo, source=str(folder))
+    return TracedScene(**load_mesh(folder / "mesh.npz"), albedo=load_albedo(folder / "albedo.npz"), source=str(folder))
+
+
+def load_albedo(path: str | Path) -> np.ndarray:
+    """The baked texture of an `albedo.npz` (scene.md), [S, S, 3]."""
+    return _load_npz(Path(path), ("albedo",))["albedo"]
+
+
+def load_parts(mesh_path: str | Path, albedo_path: str | Path) -> TracedScene:
+    """A scene from a mesh file and an albedo file apart (the preview: today's mesh, the dataset's bake)."""
+    return TracedScene(**load_mesh(mesh_path), albedo=load_albedo(albedo_path), source=str(mesh_path))
