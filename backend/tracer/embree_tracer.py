@@ -13,7 +13,9 @@ where n.l <= 0, four at the light's rim first, and the full set only where those
 from __future__ import annotations
 
 import math
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from embreex import rtcore_scene
@@ -27,7 +29,8 @@ TRACER_VERSION = 1  # bump when traced values change (the dataset records it)
 DEFAULT_SHADOW_RAYS = 16  # per light and pixel in the penumbra; a perfect square (stratified grid)
 RIM_RAYS = 4  # traced first; the rest only where these disagree
 TERMINATOR_OFFSET = 0.1  # Cycles' default shadow terminator geometry offset of an object
-RAY_OFFSET = 1e-5  # in units of the scene's extent: shadow rays start this far off the surface
+RAY_OFFSET = 1e-5
+MIN_RAYS_PER_THREAD = 16384  # below this a thread costs more than it saves  # in units of the scene's extent: shadow rays start this far off the surface
 
 
 def disk_pattern(count: int) -> np.ndarray:
@@ -108,6 +111,30 @@ class EmbreeTracer:
         extent = float(np.linalg.norm(scene.positions.max(0) - scene.positions.min(0)))
         self._offset = RAY_OFFSET * max(extent, 1e-6)
         self.seconds: dict[str, float] = {}  # stage times of the last trace
+        # Embree releases the GIL, so ray batches split over threads run on every core.
+        self._threads = max(1, min(os.cpu_count() or 1, 8))
+        self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="tracer") if self._threads > 1 else None
+
+    def _run(self, origins: np.ndarray, directions: np.ndarray, dists: np.ndarray | None = None,
+             query: str = "INTERSECT"):
+        """Embree over [n, 3] rays, split over the pool: `primID`, `u`, `v` of the first hits (INTERSECT),
+        or occlusion as Embree reports it (OCCLUDED: < 0 where unoccluded)."""
+        def one(chunk: slice):
+            kwargs = {"dists": dists[chunk]} if dists is not None else {}
+            if query == "INTERSECT":
+                hit = self._embree.run(origins[chunk], directions[chunk], output=1, **kwargs)
+                return {key: hit[key] for key in ("primID", "u", "v")}
+            return np.asarray(self._embree.run(origins[chunk], directions[chunk], query=query, **kwargs))
+
+        n = len(origins)
+        parts = min(self._threads, max(1, n // MIN_RAYS_PER_THREAD))
+        if parts == 1 or self._pool is None:
+            return one(slice(0, n))
+        bounds = np.linspace(0, n, parts + 1).astype(int)
+        results = list(self._pool.map(one, [slice(a, b) for a, b in zip(bounds, bounds[1:])]))
+        if query == "INTERSECT":
+            return {key: np.concatenate([r[key] for r in results]) for key in results[0]}
+        return np.concatenate(results)
 
     def trace(self, camera: dict, lights: np.ndarray, resolution: tuple[int, int], source: str = "<traced>") -> GBuffer:
         """The G-buffer (gbuffer.md section 1) of `camera` (a sample record's "camera": matrix_world,
@@ -120,7 +147,7 @@ class EmbreeTracer:
         rows, cols = self._footprint(camera, width, height)
         planes = np.zeros((FIXED_PLANES + PLANES_PER_LIGHT * len(lights), height, width), np.float32)
         origin, directions = camera_rays(camera, width, height, rows, cols)
-        hit = self._embree.run(np.broadcast_to(origin, directions.shape).copy(), directions, output=1)
+        hit = self._run(np.ascontiguousarray(np.broadcast_to(origin, directions.shape)), directions)
         covered = hit["primID"] >= 0
         self.seconds = {"primary": time.perf_counter() - start}
         if covered.any():
@@ -151,37 +178,40 @@ class EmbreeTracer:
         start = time.perf_counter()
         tri = hit["primID"][covered]
         u, v = hit["u"][covered], hit["v"][covered]
-        weights = np.stack([1 - u - v, u, v], -1)[:, :, None]  # barycentrics of corners 0, 1, 2
-        position = (self._corners[tri] * weights).sum(1)
-        uv = (scene.corner_uv[tri] * weights).sum(1)
-        normal = _normalize((scene.corner_normal[tri] * weights).sum(1))
+        weights = np.stack([1 - u - v, u, v], -1)  # barycentrics of corners 0, 1, 2, [N, 3]
+        position = np.einsum("nki,nk->ni", self._corners[tri], weights)
+        uv = np.einsum("nki,nk->ni", scene.corner_uv[tri], weights)
+        normal = _normalize(np.einsum("nki,nk->ni", scene.corner_normal[tri], weights))
         face = self._face_normal[tri]
         backfacing = (face * directions[covered]).sum(1) > 0  # Cycles turns both normals to face the ray
         normal[backfacing] *= -1
         face[backfacing] *= -1
-        albedo = bilinear(scene.albedo, uv)
-        region = planes[:, rows, cols].reshape(planes.shape[0], -1)
-        region[0, covered] = 1.0
-        region[1:3, covered] = uv.T
-        region[3:6, covered] = normal.T
-        region[6:9, covered] = position.T
-        region[9:12, covered] = albedo.T
+        # Covered pixels' indices in the flattened frame: every plane is written there at once.
+        local = np.nonzero(covered)[0]
+        width = planes.shape[2]
+        frame_rows = rows.start + local // (cols.stop - cols.start)
+        pixels = frame_rows * width + cols.start + local % (cols.stop - cols.start)
+        flat = planes.reshape(planes.shape[0], -1)
+        flat[0, pixels] = 1.0
+        flat[1:3, pixels] = uv.T
+        flat[3:6, pixels] = normal.T
+        flat[6:9, pixels] = position.T
+        flat[9:12, pixels] = bilinear(scene.albedo, uv).T
         self.seconds["surface"] = time.perf_counter() - start
         start = time.perf_counter()
         lifted = self._smooth_surface_offset(tri, weights, position)
         for k, light in enumerate(lights):
-            region[FIXED_PLANES + 3 * k : FIXED_PLANES + 3 * k + 3, covered] = self._light_pass(
+            flat[FIXED_PLANES + 3 * k : FIXED_PLANES + 3 * k + 3, pixels] = self._light_pass(
                 light, position, normal, face, lifted).T
         self.seconds["shadows"] = time.perf_counter() - start
-        planes[:, rows, cols] = region.reshape(planes.shape[0], rows.stop - rows.start, cols.stop - cols.start)
 
     def _smooth_surface_offset(self, tri, weights, position) -> np.ndarray:
         """Where the smooth surface lies above the flat triangle at each hit, [N, 3] (Hanika 2021,
         "Hacking the shadow terminator", as Cycles' shadow terminator geometry offset): the hit
         moved onto the tangent planes of the corners it lies below, blended by barycentrics."""
         corners, normals = self._corners[tri], self.scene.corner_normal[tri]  # [N, 3, 3]
-        below = np.minimum(((position[:, None, :] - corners) * normals).sum(-1), 0)  # [N, 3]
-        return -(below[..., None] * normals * weights).sum(1)
+        below = np.minimum(np.einsum("nki,nki->nk", position[:, None, :] - corners, normals), 0)  # [N, 3]
+        return -np.einsum("nk,nki->ni", below * weights, normals)
 
     def _light_pass(self, light, position, normal, face, lifted) -> np.ndarray:
         """[N, 3] shadowed white-Lambertian irradiance of one light at N surface points."""
@@ -210,24 +240,28 @@ class EmbreeTracer:
         """Mean unoccluded fraction of rays from origins [N, 3] to points of the light's disk (radius,
         facing the points); one ray to the centre for a point light."""
         if radius <= 0:
-            return self._unoccluded(origins, np.broadcast_to(centre, origins.shape))
+            return self._unoccluded(origins[None], centre[None, None, :])[0]
         t1, t2 = _tangent_frame(l)
-        def targets(points):
-            return [centre + radius * (p[0] * t1 + p[1] * t2) for p in points]
-        rim = np.stack([self._unoccluded(origins, target) for target in targets(self.pattern[:RIM_RAYS])])
+
+        def targets(points: np.ndarray) -> np.ndarray:  # [P, N, 3]: the points of the disk facing each origin
+            return centre + radius * (points[:, 0, None, None] * t1 + points[:, 1, None, None] * t2)
+
+        rim = self._unoccluded(origins[None], targets(self.pattern[:RIM_RAYS]))  # [4, N]
         fraction = rim.mean(0)
         penumbra = np.nonzero((fraction > 0) & (fraction < 1))[0]
         if len(penumbra) and len(self.pattern) > RIM_RAYS:
-            inner = np.stack([self._unoccluded(origins[penumbra], target[penumbra])
-                              for target in targets(self.pattern[RIM_RAYS:])])
+            inner = self._unoccluded(origins[None, penumbra], targets(self.pattern[RIM_RAYS:])[:, penumbra])
             fraction[penumbra] = (rim[:, penumbra].sum(0) + inner.sum(0)) / len(self.pattern)
         return fraction
 
     def _unoccluded(self, origins: np.ndarray, targets: np.ndarray) -> np.ndarray:
-        """1 where the segment origin -> target is free of geometry, else 0; [N] float32."""
+        """1 where the segment origin -> target is free of geometry, else 0: origins [1 or P, N, 3] and
+        targets [P, N, 3] (or broadcastable) in one batch of P * N rays; [P, N] float32."""
         offset = targets - origins
+        shape = offset.shape[:-1]
+        offset = offset.reshape(-1, 3)
         length = np.linalg.norm(offset, axis=1)
         directions = (offset / np.maximum(length, 1e-12)[:, None]).astype(np.float32)
-        occluded = self._embree.run(np.ascontiguousarray(origins, np.float32), directions,
-                                    dists=(length * (1 - 1e-4)).astype(np.float32), query="OCCLUDED")
-        return (np.asarray(occluded) < 0).astype(np.float32)
+        starts = np.ascontiguousarray(np.broadcast_to(origins, shape + (3,)).reshape(-1, 3), np.float32)
+        occluded = self._run(starts, directions, (length * (1 - 1e-4)).astype(np.float32), query="OCCLUDED")
+        return (occluded < 0).astype(np.float32).reshape(shape)
