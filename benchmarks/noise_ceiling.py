@@ -1,16 +1,16 @@
-"""The ceiling no model can pass: Cycles against itself, and what the light passes' noise costs.
+"""The ceiling no model can pass: Cycles against itself.
 
 For the views of one split, renders the ground truth a second time with another Cycles seed and
 prints the PSNR between the two renders (face pixels, display space, pooled over the views, as
 the report scores models). Each render is truth plus independent noise, so a model that predicted
 the noise-free image exactly would score about 3 dB above this figure against one render.
 
-With --bank, also renders the views' G-buffers with --light-samples shadow samples instead of the
-dataset's, and prints the bank's PSNR with both: the difference is what the light passes' own
-noise costs (a G-buffer setting, `generate --light-samples`).
+With --bank, also prints the bank's PSNR against either render. The G-buffers are traced
+(dataset version 3) and carry no sampling noise of their own, so the ground truth's noise is
+the only noise in the comparison.
 
     .venv/bin/python benchmarks/noise_ceiling.py --scene example_scenes/cache/james.blend \\
-        --data out/demo/dataset [--bank out/demo/bank/face.nfbank] [--split test] [--light-samples 64]
+        --data out/demo/dataset [--bank out/demo/bank/face.nfbank] [--split test]
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ import bpy  # noqa: E402
 from backend.dataset import open_dataset  # noqa: E402
 from backend.metrics import psnr_from_mse, to_display  # noqa: E402
 from blender_addon.camera_model import DEFAULT_SENSOR_MM, CameraSpec  # noqa: E402
-from blender_addon.gbuffer import render_gbuffer  # noqa: E402
 from blender_addon.ground_truth import render_ground_truth  # noqa: E402
 from blender_addon.render_rig import RenderRig  # noqa: E402
 from blender_addon.scene_setup import ensure_material, find_target, load_scene_file  # noqa: E402
@@ -46,7 +45,7 @@ def camera_of(record: dict) -> CameraSpec:
     return CameraSpec(np.array(record["camera"]["matrix_world"]), lens_mm=focal * DEFAULT_SENSOR_MM / width)
 
 
-def rerender(dataset, indices, scene: str, out: Path, light_samples: int | None) -> Path:
+def rerender(dataset, indices, scene: str, out: Path) -> Path:
     """A copy of the dataset's records for `indices` whose files are fresh renders with new seeds."""
     settings = dataset.settings
     load_scene_file(scene)
@@ -60,10 +59,7 @@ def rerender(dataset, indices, scene: str, out: Path, light_samples: int | None)
             camera, lights, seed = camera_of(record), record["lights"], i + SEED_OFFSET
             render_ground_truth(rig, camera, lights, str(out / record["ground_truth"]), settings["gt_samples"],
                                 settings["gt_denoise"], seed=seed)
-            if light_samples:
-                render_gbuffer(rig, camera, lights, str(out / record["gbuffer"]), light_samples, seed=seed)
-            else:
-                record["gbuffer"] = str(Path(dataset.root, record["gbuffer"]))
+            record["gbuffer"] = str(Path(dataset.root, record["gbuffer"]))
             records.append(record)
             print(f"  view {i} rendered", flush=True)
     manifest = {**dataset.manifest, "samples": records}
@@ -90,13 +86,11 @@ def main() -> int:
     parser.add_argument("--data", required=True)
     parser.add_argument("--bank", default=None)
     parser.add_argument("--split", default="test")
-    parser.add_argument("--light-samples", type=int, default=64)
     args = parser.parse_args()
     dataset = open_dataset(args.data)
     indices = dataset.indices(args.split)
     with tempfile.TemporaryDirectory() as tmp:
-        second = open_dataset(rerender(dataset, indices, args.scene, Path(tmp) / "second",
-                                       args.light_samples if args.bank else None))
+        second = open_dataset(rerender(dataset, indices, args.scene, Path(tmp) / "second"))
         masks = {i: dataset.load_gbuffer(i).covered for i in indices}
         ceiling = pooled_psnr((ground_truth(second, i), ground_truth(dataset, i), masks[i]) for i in indices)
         print(f"noise ceiling ({len(indices)} {args.split} views, {dataset.settings['gt_samples']} spp"
@@ -106,11 +100,10 @@ def main() -> int:
             from backend.renderers.torch_renderer import create
 
             renderer = create(load_bank(args.bank))
-            for name, source in ((f"{dataset.settings['gbuffer_light_samples']} light samples (dataset)", dataset),
-                                 (f"{args.light_samples} light samples", second)):
-                score = pooled_psnr((renderer.render(source.load_gbuffer(i))[..., :3], ground_truth(dataset, i),
-                                     masks[i]) for i in indices)
-                print(f"bank with {name}: {score:.2f} dB")
+            frames = {i: renderer.render(dataset.load_gbuffer(i))[..., :3] for i in indices}
+            for name, source in (("the dataset's render", dataset), ("the second render", second)):
+                score = pooled_psnr((frames[i], ground_truth(source, i), masks[i]) for i in indices)
+                print(f"bank against {name}: {score:.2f} dB")
     return 0
 
 

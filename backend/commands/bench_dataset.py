@@ -39,7 +39,8 @@ def run(args) -> int:
         parser = argparse.ArgumentParser()  # generate's own options and defaults, whatever it adds later
         generate.add_arguments(parser)
         generate_args = parser.parse_args(["--scene", str(scene), "--out", out, "--samples", str(args.samples),
-                                           "--resolution", str(args.resolution), "--gt-samples", str(args.gt_samples)])
+                                           "--resolution", str(args.resolution), "--gt-samples", str(args.gt_samples),
+                                           "--unlabelled", "0"])
         job = generate.prepare_job(generate_args, addon)
         rss = []
         with job:
@@ -52,11 +53,11 @@ def run(args) -> int:
     gbuffer = [s["gbuffer"] for s in seconds]
     truth = [s["ground_truth"] for s in seconds]
     print(f"scene {scene}, {args.resolution}x{args.resolution}, {len(seconds)} samples, "
-          f"ground truth {args.gt_samples} spp + OIDN, light passes 4 spp")
-    print(f"G-buffer recipe : {statistics.median(gbuffer):.3f} s/sample median ({statistics.mean(gbuffer):.3f} mean)")
-    print(f"ground truth    : {statistics.median(truth):.3f} s/sample median ({statistics.mean(truth):.3f} mean)")
+          f"ground truth {args.gt_samples} spp + OIDN, G-buffer traced with {generate_args.shadow_rays} shadow rays")
+    print(f"G-buffer (traced): {statistics.median(gbuffer):.3f} s/sample median ({statistics.mean(gbuffer):.3f} mean)")
+    print(f"ground truth     : {statistics.median(truth):.3f} s/sample median ({statistics.mean(truth):.3f} mean)")
     marks = sorted({0, len(rss) // 4, len(rss) // 2, 3 * len(rss) // 4, len(rss) - 1})
-    print("resident memory : " + ", ".join(f"after sample {i + 1}: {rss[i]:.0f} MiB" for i in marks))
-    print(f"peak memory     : {memory_mib()[1]:.0f} MiB; growth from sample {marks[1] + 1} to {len(rss)}: "
+    print("resident memory  : " + ", ".join(f"after sample {i + 1}: {rss[i]:.0f} MiB" for i in marks))
+    print(f"peak memory      : {memory_mib()[1]:.0f} MiB; growth from sample {marks[1] + 1} to {len(rss)}: "
           f"{rss[-1] - rss[marks[1]]:+.0f} MiB")
     return 0
