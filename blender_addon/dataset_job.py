@@ -61,11 +61,13 @@ def manifest_shadow_rays(folder: str) -> int | None:
 
 class DatasetJob:
     def __init__(self, settings: DatasetSettings, target, out_dir: str, overwrite: bool = False,
-                 trace_gbuffer: Callable[[dict], float] | None = None):
+                 trace_gbuffer: Callable[[dict], float] | None = None, device: str = "CPU"):
         """`trace_gbuffer(record)` writes the G-buffer EXR of a sample record (its "gbuffer" path,
         relative to `out_dir`) and returns the seconds it took; `step` needs it, `render_sample`
-        (what a cluster worker runs) does not."""
+        (what a cluster worker runs) does not. `device`: what Cycles renders the ground truth on
+        (render_rig.DEVICES); not a setting, since it changes only the sampling noise."""
         self.settings = settings
+        self.device = device
         self.trace_gbuffer = trace_gbuffer
         self.target = target
         self.out_dir = os.path.abspath(out_dir)
@@ -143,7 +145,7 @@ class DatasetJob:
         self._remove_orphans({r["index"] for r in kept})
         done = {r["index"] for r in kept}
         self.pending = [i for i in range(self.total) if i not in done]
-        self.rig = RenderRig(self.target, tuple(self.settings.resolution))
+        self.rig = RenderRig(self.target, tuple(self.settings.resolution), self.device)
         if export and not os.path.isfile(os.path.join(self.out_dir, SCENE_DIR, "scene.json")):
             export_scene(self.rig, self.out_dir)
 
@@ -210,6 +212,7 @@ class DatasetJob:
             "resolution": [width, height],
             "camera": camera.to_record(width, height),
             "lights": lights,
+            "device": self.device,  # what Cycles rendered the ground truth on (its noise differs by device)
             "seconds": {"gbuffer": 0.0, "ground_truth": round(gt_seconds, 4)},
         }
 

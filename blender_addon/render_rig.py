@@ -16,20 +16,47 @@ from mathutils import Matrix
 
 from .atomic import PARTIAL_SUFFIX
 from .camera_model import CameraSpec
+from .errors import SceneError
 
 GBUFFER_LAYER = "GBuffer"
 LIGHTS_LAYER = "Lights"
 GROUND_TRUTH_LAYER = "GroundTruth"
 PIXEL_FILTER_WIDTH = 0.01  # px: every sample hits the pixel centre, so data passes are exact there
+DEVICES = ("CPU", "CUDA", "OPTIX", "HIP", "ONEAPI")  # what Cycles renders on: the CPU, or a GPU backend
+
+
+def use_device(scene, device: str) -> None:
+    """Render `scene` with Cycles on `device` (every GPU of that backend); SceneError when there is none."""
+    if device not in DEVICES:
+        raise SceneError(f"render device {device!r} is not one of {', '.join(DEVICES)}")
+    if device == "CPU":
+        scene.cycles.device = "CPU"
+        return
+    cycles = bpy.context.preferences.addons["cycles"].preferences
+    cycles.compute_device_type = device
+    cycles.refresh_devices()
+    gpus = [d for d in cycles.devices if d.type == device]
+    if not gpus:
+        seen = ", ".join(f"{d.name} ({d.type})" for d in cycles.devices) or "nothing"
+        raise SceneError(f"Cycles finds no {device} device on this machine (it sees: {seen}); "
+                         f"render with --device CPU, or on a node with a {device} GPU and its driver")
+    for d in cycles.devices:
+        d.use = d.type == device
+    scene.cycles.device = "GPU"
 
 
 class RenderRig:
-    def __init__(self, target, resolution: tuple[int, int]):
+    def __init__(self, target, resolution: tuple[int, int], device: str = "CPU"):
         self.target = target
         self.scene = bpy.data.scenes.new("NF_Render")
         self.scene.collection.objects.link(target)
         self.scene.world = None
         self._configure_render(resolution)
+        try:
+            use_device(self.scene, device)
+        except SceneError:
+            bpy.data.scenes.remove(self.scene)
+            raise
         self._add_view_layers()
         camera_data = bpy.data.cameras.new("NF_Camera")
         self.camera = bpy.data.objects.new("NF_Camera", camera_data)
@@ -50,7 +77,6 @@ class RenderRig:
         self.scene.cycles.filter_width = PIXEL_FILTER_WIDTH  # render.filter_size is not read by Cycles
         render.use_file_extension = False
         render.use_persistent_data = False
-        self.scene.cycles.device = "CPU"
         self.scene.cycles.use_adaptive_sampling = False
         self.scene.view_settings.view_transform = "Standard"
         image = render.image_settings

@@ -268,6 +268,16 @@ def test_worker_without_bpy_or_with_other_blender_is_named_and_nothing_is_writte
         assert not out.exists()
 
 
+def test_a_gpu_device_on_a_cluster_without_gpus_is_refused_and_nothing_is_written(ray_head, suzanne_blend, tmp_path):
+    out = tmp_path / "out"
+    result = run_driver(*generate_args(suzanne_blend, out, samples=1), *on_cluster(ray_head), "--device", "CUDA")
+    assert result.returncode == 2, result.stderr[-3000:]
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith(f"error: the Ray cluster at {ray_head.address} has no node with a GPU"), last_line
+    assert "--device CPU" in last_line
+    assert not out.exists()
+
+
 def test_driver_without_the_heads_token_is_refused(ray_head, suzanne_blend, tmp_path):
     out = tmp_path / "out"
     start = time.monotonic()

@@ -138,3 +138,36 @@ def test_overwrite_replaces_a_different_dataset(suzanne_blend, tmp_path):
     assert sorted(os.listdir(out / "samples")) == ["000000.gbuffer.exr", "000000.gt.exr", "000000.json",
                                                    "000001.gbuffer.exr", "000001.json",
                                                    "000002.gbuffer.exr", "000002.json"]
+
+
+MISSING_GPU_PROBE = """
+import bpy
+cycles = bpy.context.preferences.addons["cycles"].preferences
+present = set()
+for kind in ("CUDA", "OPTIX", "HIP", "ONEAPI"):
+    cycles.compute_device_type = kind
+    cycles.refresh_devices()
+    present |= {d.type for d in cycles.devices if d.type == kind}
+print("MISSING", next((k for k in ("ONEAPI", "HIP", "CUDA", "OPTIX") if k not in present), ""))
+"""
+
+
+def missing_gpu_backend() -> str:
+    """A Cycles GPU backend this machine has no device for ('' if it has them all)."""
+    out = subprocess.run([sys.executable, "-c", MISSING_GPU_PROBE], capture_output=True, text=True, timeout=60).stdout
+    words = next((line.split() for line in out.splitlines() if line.startswith("MISSING")), [])
+    return words[1] if len(words) > 1 else ""
+
+
+def test_a_gpu_device_the_machine_lacks_is_refused_before_anything_is_written(suzanne_blend, tmp_path):
+    device = missing_gpu_backend()
+    if not device:
+        pytest.skip("this machine has a GPU of every Cycles backend")
+    out = tmp_path / "gpu"
+    result = run_backend("generate", "--scene", suzanne_blend, "--out", out, "--samples", "2", "--resolution", "16",
+                         "--device", device)
+    assert result.returncode == 2
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith(f"error: Cycles finds no {device} device on this machine"), last_line
+    assert "--device CPU" in last_line
+    assert not out.exists()

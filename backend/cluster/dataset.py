@@ -49,8 +49,19 @@ class RunStats:
                 f"driver commits {writes:.0f} samples/s ({rate:.0f} MiB/s)")
 
 
-def worker_plan(ray, address: ClusterAddress, worker_cpus: int) -> list[tuple[str | None, int]]:
-    """(node id or None, CPUs) of each worker to start: `worker_cpus` each as many as fit, or one per node (0)."""
+def worker_plan(ray, address: ClusterAddress, worker_cpus: int, device: str = "CPU") -> list[tuple[str | None, int]]:
+    """(node id or None, CPUs) of each worker to start: `worker_cpus` each as many as fit, or one per node (0);
+    for a GPU `device`, one worker per GPU, with its share of the node's CPUs."""
+    if device != "CPU":
+        plan = []
+        for node in ray.nodes():
+            gpus = int(node["Resources"].get("GPU", 0)) if node["Alive"] else 0
+            cpus = int(node["Resources"].get("CPU", 0))
+            plan += [(node["NodeID"], max(1, cpus // gpus))] * gpus if gpus else []
+        if not plan:
+            raise UserError(f"the Ray cluster at {address} has no node with a GPU for --device {device} "
+                            "(`ray status` lists the GPUs Ray sees); add GPU nodes or use --device CPU")
+        return plan
     if address.is_local:
         return [(None, local_layout(address.local_workers)[1])] * address.local_workers
     plan = []
@@ -68,11 +79,12 @@ def worker_plan(ray, address: ClusterAddress, worker_cpus: int) -> list[tuple[st
 class WorkerPool:
     """The driver's actors: started, checked against the driver, replaced when one dies."""
 
-    def __init__(self, ray, scene: bytes, settings: dict, expected: dict):
+    def __init__(self, ray, scene: bytes, settings: dict, expected: dict, device: str = "CPU"):
         self.ray = ray
         self.actor_class = ray.remote(SampleRenderer)
         self.scene_ref = ray.put(scene)
         self.settings = settings
+        self.device = device
         self.expected = expected  # blender version, recipe fingerprint, object bounds of the driver
         self.nodes: dict = {}  # actor -> node name, once started and checked
         self.cpus: dict = {}  # actor -> its CPUs, from launch on (a replacement gets as many)
@@ -82,10 +94,10 @@ class WorkerPool:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         placement = NodeAffinitySchedulingStrategy(node_id, soft=True) if node_id else "DEFAULT"
-        actor = self.actor_class.options(num_cpus=cpus, max_restarts=0, max_task_retries=0,
-                                         scheduling_strategy=placement).remote()
+        actor = self.actor_class.options(num_cpus=cpus, num_gpus=0 if self.device == "CPU" else 1, max_restarts=0,
+                                         max_task_retries=0, scheduling_strategy=placement).remote()
         self.cpus[actor] = cpus
-        return actor, actor.start.remote(self.scene_ref, self.settings, cpus, self.expected["blender"])
+        return actor, actor.start.remote(self.scene_ref, self.settings, cpus, self.expected["blender"], self.device)
 
     def replace(self, actor):
         """Forget a dead worker and launch one with its CPUs."""
@@ -101,6 +113,8 @@ class WorkerPool:
         if info["blender"] != blender:
             raise UserError(f"worker on {node} has Blender {info['blender']}, the driver {blender}; "
                             f"install bpy=={blender} there (pip install -e \".[cluster]\")")
+        if info["object"] is None and info["error"]:
+            raise UserError(f"worker on {node}: {info['error']}")
         if info["fingerprint"] != self.expected["fingerprint"]:
             raise UserError(f"worker on {node} runs other dataset code than the driver "
                             "(blender_addon differs); check out the driver's commit there")
@@ -228,8 +242,8 @@ def generate_on_cluster(job, address: ClusterAddress, token_file: str | None, wo
     expected = expected_worker(job)
     started = time.perf_counter()
     with connect(address, token_file) as ray:
-        pool = WorkerPool(ray, scene, job.settings.to_json(), expected)
-        pool.start(worker_plan(ray, address, worker_cpus))
+        pool = WorkerPool(ray, scene, job.settings.to_json(), expected, job.device)
+        pool.start(worker_plan(ray, address, worker_cpus, job.device))
         job.start()  # the first write to the dataset folder
         start_seconds = time.perf_counter() - started
         with job, progress_bar(job) as bar:

@@ -56,7 +56,7 @@ class SampleRenderer:
         shutil.rmtree(self.folder, ignore_errors=True)
         os.makedirs(self.folder)
 
-    def start(self, scene: bytes, settings: dict, threads: int, blender: str) -> dict:
+    def start(self, scene: bytes, settings: dict, threads: int, blender: str, device: str = "CPU") -> dict:
         """Load the scene and prepare the render rig; returns what the driver checks before any work.
 
         A worker without bpy, or with another Blender than the driver's `blender`, answers at once.
@@ -84,8 +84,13 @@ class SampleRenderer:
         target = addon.scene_setup.find_target(bpy.context.scene, settings["object"])
         addon.scene_setup.ensure_material(target)
         job_settings = addon.dataset_settings.DatasetSettings.from_json(settings)
-        self.job = addon.dataset_job.DatasetJob(job_settings, target, os.path.join(self.folder, "dataset"))
-        self.job.start(export=False)  # the driver exported the scene and traces the G-buffers
+        self.job = addon.dataset_job.DatasetJob(job_settings, target, os.path.join(self.folder, "dataset"),
+                                                device=device)
+        try:
+            self.job.start(export=False)  # the driver exported the scene and traces the G-buffers
+        except addon.errors.SceneError as exc:  # e.g. no GPU of the asked kind on this node
+            info["error"] = str(exc)
+            return info
         render = self.job.rig.scene.render
         render.threads_mode, render.threads = "FIXED", threads  # the CPUs Ray gave this worker, no more
         info["object"] = self.job.manifest["object"]

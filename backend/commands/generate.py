@@ -40,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default 16)")
     parser.add_argument("--light-radius", type=radius_range, default=None,
                         help="point-light radius range MIN-MAX in bounding radii (default 0-0.15; 0 = hard shadows)")
+    parser.add_argument("--device", default="CPU", choices=("CPU", "CUDA", "OPTIX", "HIP", "ONEAPI"),
+                        help="what Cycles renders the ground truth on: CPU (default) or a GPU backend; with "
+                             "--cluster, every worker's (a worker without such a GPU is named and refused)")
     parser.add_argument("--object", default="", help="target mesh name (default: the largest mesh)")
     parser.add_argument("--front-axis", default="-Y", help="axis the face looks along (default -Y)")
     parser.add_argument("--overwrite", action="store_true", help="replace a different dataset in --out")
@@ -107,6 +110,7 @@ def import_addon():
     import blender_addon.dataset_job
     import blender_addon.dataset_settings
     import blender_addon.errors
+    import blender_addon.render_rig
     import blender_addon.scene_setup  # noqa: F401  (each import binds the submodule on the package)
 
     return blender_addon
@@ -160,8 +164,11 @@ def prepare_job(args, addon):
         target = addon.scene_setup.find_target(bpy.context.scene, settings.object)
         settings.object = target.name
         job = addon.dataset_job.DatasetJob(settings, target, args.out, overwrite=args.overwrite,
-                                           trace_gbuffer=SampleTracer(args.out, settings.gbuffer_shadow_rays))
+                                           trace_gbuffer=SampleTracer(args.out, settings.gbuffer_shadow_rays),
+                                           device=args.device)
         job.check()
+        if not args.cluster:  # on a cluster the workers render, and each checks its own device
+            addon.render_rig.use_device(bpy.context.scene, args.device)
     except addon.errors.InputError as exc:
         raise UserError(str(exc)) from None
     addon.scene_setup.ensure_material(target)
