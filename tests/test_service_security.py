@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import os
 from pathlib import Path
 import stat
@@ -78,6 +80,48 @@ def test_paths_outside_the_allowed_folders_are_refused(service, allowed, field):
         response = client.post("/render", json=body)
     assert response.status_code == 403
     assert "outside" in response.json()["detail"]
+
+
+def preview_body(allowed, **changes) -> dict:
+    camera = {"matrix_world": [[1, 0, 0, 0], [0, 0, -1, -4], [0, 1, 0, 0], [0, 0, 0, 1]],
+              "K": [[64, 0, 32], [0, 64, 32], [0, 0, 1]], "position": [0, -4, 0]}
+    light = {"position": [2, -3, 2], "color": [1, 1, 1], "power": 400.0, "radius": 0.1}
+    return {"bank": str(allowed / "b.nfbank"), "mesh": str(allowed / "mesh.npz"), "albedo": str(allowed / "albedo.npz"),
+            "camera": camera, "lights": [light], "resolution": [64, 64], "out": str(allowed / "frame.npy"), **changes}
+
+
+@pytest.mark.parametrize("field", ["bank", "mesh", "albedo", "out"])
+def test_preview_paths_outside_the_allowed_folders_are_refused(service, allowed, field):
+    for name in ("b.nfbank", "mesh.npz", "albedo.npz"):
+        (allowed / name).write_bytes(b"")
+    with service.client() as client:
+        response = client.post("/preview", json=preview_body(allowed, **{field: "/etc/passwd"}))
+    assert response.status_code == 403
+    assert "outside" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"resolution": [0, 64]}, "width and height must be 1..8192"),
+    ({"shadow_rays": 10}, "must be a square number"),
+    ({"lights": []}, "lights"),
+])
+def test_bad_preview_requests_are_refused_with_what_is_wrong(service, allowed, change, words):
+    for name in ("b.nfbank", "mesh.npz", "albedo.npz"):
+        (allowed / name).write_bytes(b"")
+    with service.client() as client:
+        response = client.post("/preview", json=preview_body(allowed, **change))
+    assert response.status_code == 422
+    assert words in json.dumps(response.json()["detail"])
+
+
+def test_a_corrupt_mesh_file_is_a_clear_422(service, allowed):
+    for name in ("b.nfbank", "albedo.npz"):
+        (allowed / name).write_bytes(b"")
+    (allowed / "mesh.npz").write_bytes(b"not a zip")
+    with service.client() as client:
+        response = client.post("/preview", json=preview_body(allowed))
+    assert response.status_code == 422
+    assert "mesh.npz" in response.json()["detail"] and "unreadable" in response.json()["detail"]
 
 
 def test_dot_dot_and_symlinks_do_not_escape(service, allowed):

@@ -220,6 +220,18 @@ def create_app(settings: Settings) -> FastAPI:
         job.stop.set()
         return job.status()
 
+    def shade(gbuffer, bank: Path, renderer_name: str, out: Path, timings: dict) -> RenderResult:
+        """Shade with the cached renderer and write the frame; call with renderers.lock held."""
+        t0 = time.perf_counter()
+        renderer = renderers.get(bank, renderer_name)
+        t1 = time.perf_counter()
+        frame = renderer.render(gbuffer)
+        t2 = time.perf_counter()
+        _write_frame(frame, out)
+        timings.update(bank_s=t1 - t0, shading_s=t2 - t1, write_s=time.perf_counter() - t2)
+        return RenderResult(frame=str(out), width=frame.shape[1], height=frame.shape[0], renderer=renderer.name,
+                            timings=timings)
+
     @app.post("/render", response_model=RenderResult, responses=_errors(403, 404))
     def render(request: RenderRequest):
         bank = _existing(request.bank, settings, "weight bank (train one first)")
@@ -231,19 +243,11 @@ def create_app(settings: Settings) -> FastAPI:
         from backend.dataset import read_gbuffer
         from backend.rendering import background_for
 
-        t0 = time.perf_counter()
+        start = time.perf_counter()
         gbuffer = read_gbuffer(gbuffer_path)
         gbuffer.background = background_for(gbuffer, gbuffer_path, "auto")  # as `python -m backend render`
-        t1 = time.perf_counter()
         with renderers.lock:
-            renderer = renderers.get(bank, request.renderer)
-            t2 = time.perf_counter()
-            frame = renderer.render(gbuffer)
-            t3 = time.perf_counter()
-        _write_frame(frame, out)
-        t4 = time.perf_counter()
-        return RenderResult(frame=str(out), width=frame.shape[1], height=frame.shape[0], renderer=renderer.name,
-                            timings={"read_s": t1 - t0, "bank_s": t2 - t1, "shading_s": t3 - t2, "write_s": t4 - t3})
+            return shade(gbuffer, bank, request.renderer, out, {"read_s": time.perf_counter() - start})
 
     @app.post("/preview", response_model=RenderResult, responses=_errors(403, 404))
     def preview(request: PreviewRequest):
@@ -266,21 +270,12 @@ def create_app(settings: Settings) -> FastAPI:
         lights = np.array([[*light.position, *light.color, light.power, light.radius] for light in request.lights],
                           np.float32)
         with renderers.lock:
-            t0 = time.perf_counter()
+            start = time.perf_counter()
             tracer = tracers.get(mesh, albedo, request.shadow_rays)
             gbuffer = tracer.trace(request.camera.model_dump(), lights, (width, height), source=str(mesh))
             gbuffer.background = np.broadcast_to(np.array(DEFAULT_BACKGROUND, np.float32)[:, None, None],
                                                  (3, height, width)).copy()
-            t1 = time.perf_counter()
-            renderer = renderers.get(bank, request.renderer)
-            t2 = time.perf_counter()
-            frame = renderer.render(gbuffer)
-            t3 = time.perf_counter()
-        _write_frame(frame, out)
-        t4 = time.perf_counter()
-        return RenderResult(frame=str(out), width=width, height=height, renderer=renderer.name,
-                            timings={"read_s": 0.0, "trace_s": t1 - t0, "bank_s": t2 - t1, "shading_s": t3 - t2,
-                                     "write_s": t4 - t3})
+            return shade(gbuffer, bank, request.renderer, out, {"read_s": 0.0, "trace_s": time.perf_counter() - start})
 
     upload_body = {"requestBody": {"required": True, "content": {
         "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
