@@ -26,7 +26,7 @@ class NEURALFACE_PT_dataset(SidebarPanel, bpy.types.Panel):
         render = layout.column(heading="Ground Truth")
         render.prop(props, "gt_samples", text="Samples")
         render.prop(props, "gt_denoise")
-        render.prop(props, "gbuffer_shadow_rays")
+        layout.column(heading="G-Buffer").prop(props, "gbuffer_shadow_rays")  # traced by the backend
 
         camera = layout.column(heading="Camera")
         for name in ("camera_distance", "camera_elevation_deg", "camera_azimuth_deg"):
