@@ -10,12 +10,12 @@ planes. Computed in torch float32 so the same code runs on the CPU and on CUDA.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from backend.gbuffer import ALBEDO, FEATURE_SPEC_VERSION, NORMAL, POSITION, U, V, GBuffer
-from backend.prefilter import FILTERED_FIXED, FILTERED_PER_LIGHT, FilterRadii, filtered_planes, visibility_planes
+from backend.prefilter import (FILTERED_FIXED, FILTERED_PER_LIGHT, CoveredPixels, FilterRadii, filtered_at,
+                               light_geometry, light_passes, light_scale_of, lights_tensor, norm3, pixel_planes,
+                               visibility_of)
 
 FEATURE_NAMES = (
     "u", "v",
@@ -31,39 +31,25 @@ FEATURE_NAMES = (
 N_FEATURES = len(FEATURE_NAMES)
 N_PIXEL_FEATURES = 18  # computed from the pixel's own planes; the rest are read from the pre-filter
 assert N_FEATURES == 23
+PER_LIGHT = (8, 9, 10, 11, 13, 14, 18, 19)  # features that differ between lights; the rest are the pixel's
 
 __all__ = ["FEATURE_NAMES", "FEATURE_SPEC_VERSION", "N_FEATURES", "N_PIXEL_FEATURES", "compute_features",
-           "light_scale", "shading_inputs"]
+           "covered_shading_inputs", "light_scale", "pixel_shading_inputs", "shading_inputs"]
 
 
-def _normalize(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    """x / max(|x|, eps) along dim 0 (xyz first)."""
-    return x / torch.linalg.vector_norm(x, dim=0, keepdim=True).clamp_min(eps)
-
-
-def _planes(gbuffer: GBuffer, device) -> torch.Tensor:
-    """Planes with uncovered pixels zeroed (they may hold NaN, which must not leak anywhere)."""
-    planes = torch.as_tensor(gbuffer.planes, device=device)
-    covered = planes[0] > 0.5
-    return torch.where(covered, planes, torch.zeros((), device=device))
-
-
-def _light_geometry(gbuffer: GBuffer, planes: torch.Tensor, k: int):
-    """(l [3,H,W], d [H,W]) from the surface point towards light k."""
-    q = torch.as_tensor(gbuffer.lights[k, 0:3], device=planes.device).view(3, 1, 1)
-    to_light = q - planes[POSITION]
-    d = torch.linalg.vector_norm(to_light, dim=0).clamp_min(1e-6)
-    return to_light / d, d
-
-
-def _scale(gbuffer: GBuffer, k: int, d: torch.Tensor) -> torch.Tensor:
-    return float(gbuffer.lights[k, 6]) / (4.0 * math.pi**2 * d * d)
+def _normalize(x: torch.Tensor, dim: int = 0, eps: float = 1e-12) -> torch.Tensor:
+    """x / max(|x|, eps) along dim (of size 3, xyz)."""
+    return x / norm3(x, dim).clamp_min(eps).unsqueeze(dim)
 
 
 def light_scale(gbuffer: GBuffer, device="cpu") -> torch.Tensor:
-    """P / (4 pi^2 d^2) per light and pixel, [L, H, W]: white Lambertian radiance per unit n.l."""
-    planes = _planes(gbuffer, device)
-    return torch.stack([_scale(gbuffer, k, _light_geometry(gbuffer, planes, k)[1]) for k in range(gbuffer.n_lights)])
+    """P / (4 pi^2 d^2) per light and pixel, [L, H, W]: white Lambertian radiance per unit n.l
+    (uncovered pixels count as position 0)."""
+    planes = torch.as_tensor(gbuffer.planes, device=device)
+    position = torch.where(planes[0] > 0.5, planes[POSITION], torch.zeros((), device=device)).reshape(3, -1)
+    lights = lights_tensor(gbuffer, device)
+    return light_scale_of(lights, light_geometry(lights, position)[1]).view(gbuffer.n_lights, gbuffer.height,
+                                                                             gbuffer.width)
 
 
 def compute_features(gbuffer: GBuffer, radii: FilterRadii, device="cpu") -> torch.Tensor:
@@ -79,31 +65,69 @@ def shading_inputs(gbuffer: GBuffer, radii: FilterRadii, device="cpu",
     (gbuffer.md section 5): radiance = sum_k factor_k * f_k(features_k). `filtered` is
     prefilter.filtered_planes(gbuffer, radii), made here unless the caller already has it.
     """
+    pixels = CoveredPixels.of(gbuffer, device)
+    if filtered is not None:
+        filtered = pixels.gather(filtered)
+    x, factor = pixel_shading_inputs(gbuffer, radii, pixels, filtered=filtered)
+    n_lights, hw = gbuffer.n_lights, gbuffer.height * gbuffer.width
+
+    def frame(values: torch.Tensor) -> torch.Tensor:  # [C, L, N] -> [L, H, W, C]
+        out = torch.zeros(n_lights, hw, values.shape[0], device=values.device)
+        out[:, pixels.flat] = values.permute(1, 2, 0)
+        return out.view(n_lights, gbuffer.height, gbuffer.width, -1)
+
+    return frame(x), frame(factor)
+
+
+def covered_shading_inputs(gbuffer: GBuffer, radii: FilterRadii, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """(features [N, L, F], light factor [N, L, 3]) of the N covered pixels in row order, i.e.
+    shading_inputs(...)[i][:, covered].transpose(0, 1) without the full frames."""
+    x, factor = pixel_shading_inputs(gbuffer, radii, CoveredPixels.of(gbuffer, device))
+    return x.permute(2, 1, 0).contiguous(), factor.permute(2, 1, 0).contiguous()
+
+
+def pixel_shading_inputs(gbuffer: GBuffer, radii: FilterRadii, pixels: CoveredPixels, planes: torch.Tensor | None = None,
+                         filtered: torch.Tensor | None = None, mean: torch.Tensor | None = None,
+                         std: torch.Tensor | None = None, lap=None,
+                         out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features [F, L, N], light factor [3, L, N]) at the covered pixels (all of the frame's, in any
+    order: the pre-filter's mask), computed once per pixel and light, every light at once.
+
+    planes: pixel_planes(gbuffer, pixels) if the caller has them; filtered: the pre-filtered planes
+    at the pixels, [3 + 2L, N], made here (with the visibility computed once for both) if None.
+    With mean and std ([F]) the features come normalised, (x - mean) / std, as the network sees them.
+    lap(stage), if given, is called after the per-pixel light terms ("features") and after the
+    pre-filter ("prefilter"), for the renderer's per-stage timings. out: a [F, L, N] buffer for the features.
+    """
+    device = pixels.device
+    n_lights, count = gbuffer.n_lights, len(pixels)
+    if planes is None:
+        planes = pixel_planes(gbuffer, pixels)
+    lights = lights_tensor(gbuffer, device)
+    n = _normalize(planes[NORMAL])  # [3, N]
+    camera = torch.as_tensor(gbuffer.camera_position, device=device).view(3, 1)
+    view = _normalize(camera - planes[POSITION])
+    l, d = light_geometry(lights, planes[POSITION])  # [L, 3, N], [L, N]
+    h = _normalize(l + view[None], dim=1)
+    scale = light_scale_of(lights, d)
+    visibility = visibility_of(lights, light_passes(planes, n_lights), scale)  # the pre-filter's definition, once
     if filtered is None:
-        filtered = filtered_planes(gbuffer, radii, device)
-    albedo_wide = filtered[:FILTERED_FIXED]
-    planes = _planes(gbuffer, device)
-    covered = planes[0] > 0.5
-    n = _normalize(planes[NORMAL])
-    view = _normalize(torch.as_tensor(gbuffer.camera_position, device=device).view(3, 1, 1) - planes[POSITION])
-    n_dot_v = (n * view).sum(0)
-    per_light, factors = [], []
-    visibilities = visibility_planes(gbuffer, planes)  # the pre-filter's own definition, one for both
-    for k in range(gbuffer.n_lights):
-        l, d = _light_geometry(gbuffer, planes, k)
-        h = _normalize(l + view)
-        scale = _scale(gbuffer, k, d)
-        colour = torch.as_tensor(gbuffer.lights[k, 3:6], device=device)
-        visibility = visibilities[k]
-        channels = [
-            planes[U], planes[V], *n, *view, *l,
-            (n * l).sum(0), n_dot_v, (n * h).sum(0),
-            visibility, *planes[ALBEDO],
-            *filtered[FILTERED_FIXED + FILTERED_PER_LIGHT * k : FILTERED_FIXED + FILTERED_PER_LIGHT * (k + 1)],
-            *albedo_wide,
-        ]
-        per_light.append(torch.stack(channels, dim=-1))
-        factors.append(scale[..., None] * colour)
-    zero = torch.zeros((), device=device)
-    keep = covered[None, :, :, None]
-    return torch.where(keep, torch.stack(per_light), zero), torch.where(keep, torch.stack(factors), zero)
+        if lap:
+            lap("features")
+        filtered = filtered_at(gbuffer, radii, pixels, planes, visibility)
+        if lap:
+            lap("prefilter")
+    per_light = {8: l[:, 0], 9: l[:, 1], 10: l[:, 2], 11: (n[None] * l).sum(1), 13: (n[None] * h).sum(1),
+                 14: visibility, 18: filtered[FILTERED_FIXED::FILTERED_PER_LIGHT],
+                 19: filtered[FILTERED_FIXED + 1 :: FILTERED_PER_LIGHT]}  # [L, N] each
+    per_pixel = {0: planes[U], 1: planes[V], 2: n[0], 3: n[1], 4: n[2], 5: view[0], 6: view[1], 7: view[2],
+                 12: (n * view).sum(0), 15: planes[ALBEDO][0], 16: planes[ALBEDO][1], 17: planes[ALBEDO][2],
+                 20: filtered[0], 21: filtered[1], 22: filtered[2]}  # [N] each
+    x = torch.empty(N_FEATURES, n_lights, count, device=device) if out is None else out
+    for i in range(N_FEATURES):
+        value = per_light[i] if i in per_light else per_pixel[i]
+        if mean is not None:
+            value = (value - mean[i]) / std[i]
+        x[i] = value
+    factor = (scale[:, None] * lights[:, 3:6, None]).transpose(0, 1).contiguous()  # [3, L, N]
+    return x, factor

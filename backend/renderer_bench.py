@@ -43,6 +43,24 @@ def median_of(measure_ms, seconds: float) -> float:
     return statistics.median(times)
 
 
+STAGES = ("setup", "prefilter", "features", "networks", "composite")  # the torch renderer's, in order
+
+
+def stage_medians(renderer, gbuffer, seconds: float) -> dict[str, float]:
+    """Median ms per stage of the torch renderer (render(gbuffer, timings)) over about `seconds`."""
+    runs = []
+
+    def one_frame() -> float:
+        timings = {}
+        renderer.render(gbuffer, timings)
+        runs.append(timings)
+        return sum(timings.values())
+
+    median_of(one_frame, seconds)
+    runs = runs[1:]  # the warm-up
+    return {stage: statistics.median(run.get(stage, 0.0) for run in runs) for stage in STAGES}
+
+
 @dataclass
 class Work:
     """What shading one frame must move and compute, independent of the renderer."""

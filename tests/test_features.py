@@ -109,3 +109,15 @@ def test_prefilter_sees_only_covered_pixels():
     assert (clean[:, ~g.covered] == 0).all()
     g.planes[9:12, g.covered] = 0.37  # a constant albedo stays constant up to the silhouette
     np.testing.assert_allclose(filtered_planes(g, RADII).numpy()[0:3, g.covered], 0.37, rtol=1e-5)
+
+
+def test_covered_inputs_are_the_frames_at_the_covered_pixels():
+    from backend.features import covered_shading_inputs
+
+    g = sphere_gbuffer(30, 26, n_lights=2, seed=6)
+    features, factor = shading_inputs(g, RADII)
+    covered = torch.from_numpy(g.covered)
+    x, f = covered_shading_inputs(g, RADII)
+    assert x.shape == (int(covered.sum()), 2, N_FEATURES) and f.shape == (int(covered.sum()), 2, 3)
+    np.testing.assert_array_equal(x.numpy(), features[:, covered].transpose(0, 1).numpy())
+    np.testing.assert_array_equal(f.numpy(), factor[:, covered].transpose(0, 1).numpy())

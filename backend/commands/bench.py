@@ -14,8 +14,8 @@ import os
 
 from backend.commands.argument_types import positive_float, positive_int
 from backend.errors import UserError
-from backend.renderer_bench import (Work, cuda_peak, kernel_ms, make_renderers, median_ms, random_bench_bank,
-                                    torch_device, training_summary)
+from backend.renderer_bench import (STAGES, Work, cuda_peak, kernel_ms, make_renderers, median_ms, random_bench_bank,
+                                    stage_medians, torch_device, training_summary)
 
 RENDERER_CHOICES = ("torch", "pycuda", "emulated", "all")
 GPU_SIZES = "512,1920x1080,3840x2160"
@@ -32,6 +32,7 @@ def add_arguments(parser) -> None:
                                         f"else {CPU_SIZES}")
     parser.add_argument("--lights", type=positive_int, default=1, help="lights per frame (default 1)")
     parser.add_argument("--seconds", type=positive_float, default=1.0, help="time spent per measurement (default 1)")
+    parser.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's own choice)")
 
 
 def parse_sizes(text: str) -> list[tuple[int, int]]:
@@ -66,6 +67,11 @@ def run(args) -> int:
     if args.renderer == "all" and not cuda_available():
         names.remove("pycuda")
         print("pycuda: skipped (no PyCUDA or no CUDA device)")
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch CPU threads: {torch.get_num_threads()}; lights per frame: {args.lights}")
     frames = [sphere_gbuffer(h, w, n_lights=args.lights, seed=0) for w, h in sizes]
     bank = load_bank(args.bank) if args.bank else random_bench_bank(frames)
     print(f"bank: {'random, ' if not args.bank else args.bank + ': '}{bank_summary(bank)}")
@@ -102,9 +108,21 @@ def run(args) -> int:
     print("vs torch: torch renderer time / this renderer's time, same bank and frame, this run. GB/s and "
           "GFLOP/s use the kernel-only time for pycuda and the whole frame for torch-cuda. "
           "pycuda-fp16w: weights stored as fp16; pycuda-occ2: registers capped for 2 blocks per SM.")
+    print_stages(renderers, sizes, frames, args)
     largest = max(range(len(sizes)), key=lambda i: sizes[i][0] * sizes[i][1])
     routing_cost(renderers, names, bank, frames[largest], sizes[largest], args)
     return 0
+
+
+def print_stages(renderers, sizes, frames, args) -> None:
+    """The torch renderer's median ms per stage at each size (setup: tile keys, pixel order, planes)."""
+    for label, renderer, _ in renderers:
+        if not label.startswith("torch"):
+            continue
+        for (w, h), gbuffer in zip(sizes, frames):
+            stages = stage_medians(renderer, gbuffer, args.seconds)
+            parts = "  ".join(f"{stage} {stages[stage]:.2f}" for stage in STAGES)
+            print(f"stages: {label} {w}x{h}, median ms: {parts}  (sum {sum(stages.values()):.2f})", flush=True)
 
 
 def routing_cost(renderers, names, bank, gbuffer, size, args) -> None:
