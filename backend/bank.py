@@ -21,12 +21,13 @@ from backend.gbuffer import FEATURE_SPEC_VERSION
 from backend.prefilter import FilterRadii
 
 BANK_FORMAT = "neural-face-bank"
-BANK_VERSION = 2
+BANK_VERSION = 3  # the newest version this code writes (neural_texture banks); it reads READABLE_VERSIONS
+READABLE_VERSIONS = (2, 3)  # 3 = 2 + kind neural_texture and its `texture` tensor; other kinds are still written as 2
 METADATA_KEY = "neural_face"
 SLOT_BYTES_LIMIT = 32768
 FALLBACK_MODES = ("nearest_key", "shared_network")
 OUTPUT_ACTIVATIONS = ("exp", "softplus")
-KINDS = ("hash_bank", "single_network")
+KINDS = ("hash_bank", "single_network", "neural_texture")  # neural_texture: torch-only (backend/neural_texture.py)
 SHARED_SLOT_KEY = -1  # slot_keys entry of the shared fallback network
 
 
@@ -38,6 +39,7 @@ class Bank:
     feature_mean: np.ndarray  # [F] float32
     feature_std: np.ndarray  # [F] float32
     meta: dict = field(default_factory=dict)  # the JSON metadata of bank.md
+    texture: np.ndarray | None = None  # [C, R, R] float32, neural_texture banks only (bank.md)
 
     @property
     def layers(self) -> list[int]:
@@ -208,14 +210,15 @@ def build_lut(slot_keys, slot_pixels, bins: int, fallback: str, shared_slot: int
 
 def make_meta(layers, slot_keys, slot_pixels, *, tile_size=16, bins=8, output_activation="exp",
               weights_dtype="float32", fallback="nearest_key", shared_slot=None, kind="hash_bank",
-              filter_radii: FilterRadii | None = None, provenance=None) -> dict:
+              filter_radii: FilterRadii | None = None, provenance=None, texture: dict | None = None) -> dict:
     """The metadata dict of bank.md with this code's format, version and feature names.
 
     filter_radii default to those of an object of bounding radius 1 (random test banks).
+    texture ({"channels": C, "resolution": R}) only for kind neural_texture.
     """
-    return {
+    meta = {
         "format": BANK_FORMAT,
-        "version": BANK_VERSION,
+        "version": BANK_VERSION if kind == "neural_texture" else 2,
         "feature_spec_version": FEATURE_SPEC_VERSION,
         "feature_names": list(FEATURE_NAMES),
         "filter_radii": (filter_radii or FilterRadii.for_object(1.0)).to_json(),
@@ -231,15 +234,19 @@ def make_meta(layers, slot_keys, slot_pixels, *, tile_size=16, bins=8, output_ac
         "kind": kind,
         "provenance": dict(provenance or {}),
     }
+    if texture is not None:
+        meta["texture"] = {"channels": int(texture["channels"]), "resolution": int(texture["resolution"])}
+    return meta
 
 
-def make_bank(slots, feature_mean, feature_std, meta: dict) -> Bank:
+def make_bank(slots, feature_mean, feature_std, meta: dict, texture: np.ndarray | None = None) -> Bank:
     """A Bank whose lookup table is built from meta's slot keys and fallback."""
     lut, lut_seen = build_lut(meta["slot_keys"], meta["slot_pixels"], meta["bins"],
                               meta["fallback"]["mode"], meta["fallback"]["slot"])
     dtype = np.float16 if meta["weights_dtype"] == "float16" else np.float32
     return Bank(np.ascontiguousarray(slots, dtype=dtype), lut, lut_seen,
-                np.asarray(feature_mean, dtype=np.float32), np.asarray(feature_std, dtype=np.float32), meta)
+                np.asarray(feature_mean, dtype=np.float32), np.asarray(feature_std, dtype=np.float32), meta,
+                None if texture is None else np.ascontiguousarray(texture, dtype=np.float32))
 
 
 def random_bank(seed: int, keys, layers, bins: int = 8, tile_size: int = 16, output_activation: str = "exp",
@@ -274,8 +281,9 @@ def check_bank(bank: Bank, source: str = "<memory>") -> None:
 
     if meta.get("format") != BANK_FORMAT:
         fail(f"not a neural face weight bank (format {meta.get('format')!r})")
-    if meta.get("version") != BANK_VERSION:
-        fail(f"bank version {meta.get('version')!r}, this code reads version {BANK_VERSION}; retrain or update")
+    if meta.get("version") not in READABLE_VERSIONS:
+        fail(f"bank version {meta.get('version')!r}, this code reads versions "
+             f"{', '.join(map(str, READABLE_VERSIONS))}; retrain or update")
     if meta.get("feature_spec_version") != FEATURE_SPEC_VERSION:
         fail(f"feature spec version {meta.get('feature_spec_version')!r}, this code computes version "
              f"{FEATURE_SPEC_VERSION}; retrain the bank")
@@ -288,8 +296,22 @@ def check_bank(bank: Bank, source: str = "<memory>") -> None:
         fail(f"metadata lacks or garbles {exc}")
     if not all(isinstance(width, int) for width in layers):
         fail(f"layers {layers!r} must be integers")
-    if len(layers) < 2 or layers[0] != N_FEATURES or layers[-1] != 3 or min(layers) < 1:
-        fail(f"layers {layers} must start with {N_FEATURES} features and end with 3 outputs")
+    if kind == "neural_texture":
+        try:
+            channels, resolution = int(meta["texture"]["channels"]), int(meta["texture"]["resolution"])
+        except (KeyError, TypeError, ValueError) as exc:
+            fail(f"a neural_texture bank needs texture channels and resolution in its metadata ({exc})")
+        if meta.get("version", 0) < 3 or bank.texture is None or \
+                tuple(bank.texture.shape) != (channels, resolution, resolution):
+            fail(f"a neural_texture bank (version 3) needs a texture tensor of shape {(channels, resolution, resolution)}")
+        if not np.all(np.isfinite(bank.texture)):
+            fail("texture values are not finite")
+    else:
+        channels = 0
+        if bank.texture is not None:
+            fail(f"a {kind} bank has no texture tensor")
+    if len(layers) < 2 or layers[0] != N_FEATURES + channels or layers[-1] != 3 or min(layers) < 1:
+        fail(f"layers {layers} must start with {N_FEATURES + channels} inputs and end with 3 outputs")
     if not 1 <= bins <= 12 or tile_size < 1:
         fail(f"bins {bins} (1..12) or tile size {tile_size} out of range")
     if activation not in OUTPUT_ACTIVATIONS or dtype not in ("float32", "float16") or kind not in KINDS:
@@ -298,8 +320,8 @@ def check_bank(bank: Bank, source: str = "<memory>") -> None:
         fail(f"unknown fallback mode {mode!r}")
     if not all(np.isfinite(r) and r > 0 for r in (*radii.visibility, radii.albedo)):
         fail(f"filter radii {radii} must be positive")
-    if kind == "single_network" and (len(slot_keys) != 1 or mode != "shared_network"):
-        fail("a single_network bank has exactly one slot, used as the shared_network fallback for every key")
+    if kind in ("single_network", "neural_texture") and (len(slot_keys) != 1 or mode != "shared_network"):
+        fail(f"a {kind} bank has exactly one slot, used as the shared_network fallback for every key")
     p = slot_size(layers)
     expected = {
         "slots": (len(slot_keys), p), "lut": (4**bins,), "lut_seen": (4**bins,),
@@ -335,6 +357,8 @@ def save_bank(bank: Bank, path) -> Path:
         "feature_mean": np.ascontiguousarray(bank.feature_mean, dtype=np.float32),
         "feature_std": np.ascontiguousarray(bank.feature_std, dtype=np.float32),
     }
+    if bank.texture is not None:
+        tensors["texture"] = np.ascontiguousarray(bank.texture, dtype=np.float32)
     write_bytes_atomic(path, save(tensors, metadata={METADATA_KEY: json.dumps(bank.meta)}))
     return path
 
@@ -363,7 +387,7 @@ def load_bank(path) -> Bank:
     if not isinstance(meta, dict):
         raise BankError(f"{path}: metadata is not a JSON object")
     bank = Bank(tensors["slots"], tensors["lut"], tensors["lut_seen"], tensors["feature_mean"],
-                tensors["feature_std"], meta)
+                tensors["feature_std"], meta, tensors.get("texture"))
     check_bank(bank, str(path))
     return bank
 

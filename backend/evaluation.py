@@ -9,7 +9,7 @@ import numpy as np
 from backend.bank import Bank
 from backend.gbuffer import GBuffer
 from backend.metrics import psnr_from_mse, to_display
-from backend.renderers.torch_renderer import create
+from backend.neural_texture import create
 
 
 @dataclass
@@ -33,6 +33,7 @@ def load_views(dataset, indices) -> list[View]:
 
 
 def render_views(bank: Bank, views: list[View], device="cpu") -> list[np.ndarray]:
+    """The torch renderer's frames (backend.neural_texture's for a neural_texture bank)."""
     renderer = create(bank, device=device)
     return [renderer.render(view.gbuffer)[..., :3] for view in views]
 

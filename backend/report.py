@@ -30,13 +30,16 @@ from backend.errors import DatasetError
 from backend.evaluation import View, load_views
 from backend.hashing import gbuffer_tile_keys
 from backend.metrics import flip_map, psnr_from_mse, ssim, to_display
+from backend.neural_texture import create as create_texture_renderer, multiply_adds
 from backend.renderers import get_renderer
 from backend import report_figures as figures
 from backend.teacher_labels import teacher_path
 
 BASELINES = {"single_cost": "one network, same per-pixel cost",
              "single_params": "one network, same total parameters (width capped)",
-             "teacher": "one network, same per-pixel cost, labelled views only (the others' teacher)"}
+             "neural_texture": "a learned UV feature texture in front of one network (what Deferred Neural "
+                               "Rendering or neural materials would use)",
+             "teacher": "the others' teacher, trained on the labelled views only"}
 TIMING_RUNS = 5
 
 
@@ -196,9 +199,16 @@ def _build(work: Path, paths: dict[str, Path], dataset, models: dict[str, Bank],
     pictures: list[dict] = []
     renderers = {}
     for name, model in models.items():
-        renderer = renderers[name] = get_renderer(renderer_name, model, **_options(renderer_name, device))
+        if model.kind == "neural_texture":  # only backend.neural_texture shades it (no tile kernel)
+            renderer = renderers[name] = create_texture_renderer(model, device)
+        else:
+            renderer = renderers[name] = get_renderer(renderer_name, model, **_options(renderer_name, device))
+        texture_size = 0 if model.texture is None else int(model.texture.size)
+        channels = 0 if model.texture is None else int(model.texture.shape[0])
         results[name] = {"bank": str(paths[name]), "kind": model.kind, "slots": model.n_slots,
-                         "layers": model.layers, "parameters": int(model.slots.size),
+                         "layers": model.layers, "parameters": int(model.slots.size) + texture_size,
+                         "texture_parameters": texture_size,
+                         "multiply_adds_per_pixel_light": multiply_adds(model.layers, channels),
                          "bytes": int(model.slots.nbytes), "provenance": model.provenance}
         for split, split_views in views.items():
             if not split_views:
@@ -315,7 +325,13 @@ def _given(provenance: dict) -> str:
     if provenance.get("teacher_pixels"):
         parts.append(f"{provenance['teacher_pixels']} teacher-labelled pixels of "
                      f"{provenance['unlabelled_samples']} unlabelled views")
-    parts.append("started from the teacher" if provenance.get("warm_start") else "random start")
+    if provenance.get("teacher_kind"):
+        parts.append(f"teacher: {provenance['teacher_kind']}")
+    if provenance.get("warm_start"):
+        how = provenance.get("warm_start_how") or "copy"
+        parts.append(f"started from {provenance.get('warm_start_from') or 'the teacher'} ({how})")
+    else:
+        parts.append("random start")
     if provenance.get("specialists_judged"):
         parts.append(f"{provenance['specialists_replaced']} of {provenance['specialists_judged']} judged specialists "
                      "replaced by the shared network")
@@ -332,7 +348,8 @@ def _html(m: dict) -> str:
                 s = r[split]
                 seam = " / ".join("-" if s[k] is None else f"{s[k]:.2f}" for k in ("seam_ratio", "seam_step_ratio"))
                 rows.append(f"<tr><td>{esc(name)}</td><td>{split}</td><td>{s['psnr']:.2f}</td><td>{s['ssim']:.4f}</td>"
-                            f"<td>{s['flip']:.4f}</td><td>{seam}</td><td>{r['slots']}</td><td>{r['parameters']}</td></tr>")
+                            f"<td>{s['flip']:.4f}</td><td>{seam}</td><td>{r['slots']}</td><td>{r['parameters']}</td>"
+                            f"<td>{r.get('multiply_adds_per_pixel_light', '-')}</td></tr>")
     t = m["timing"]
     views = "".join(
         f"<tr><td>{v['index']}<br>PSNR {v['psnr']:.2f}<br>SSIM {v['ssim']:.3f}<br>FLIP {v['flip']:.3f}</td>"
@@ -356,7 +373,7 @@ on {esc(m['device'])}.</p>
 <p>{esc(m['metric_notes'])}.</p>
 <h2>Quality</h2>
 <table><tr><th>model</th><th>split</th><th>PSNR dB</th><th>SSIM</th><th>FLIP</th><th>seam ratio / step ratio</th><th>slots</th>
-<th>parameters</th></tr>{''.join(rows)}</table>
+<th>parameters</th><th>multiply-adds per pixel and light</th></tr>{''.join(rows)}</table>
 <h2>Aims</h2>
 <table><tr><th>aim</th><th>measured</th><th></th></tr>{aims_rows}</table>
 <h2>What each model was given</h2>

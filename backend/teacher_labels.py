@@ -17,7 +17,7 @@ import numpy as np
 from backend.bank import Bank, companion_path
 from backend.buckets import PixelRecords, merge, sample_records
 from backend.prefilter import FilterRadii
-from backend.renderers.torch_renderer import create
+from backend.neural_texture import create
 
 TEACHER_SUFFIX = ".teacher.nfbank"
 
@@ -39,6 +39,18 @@ def teacher_records(teacher: Bank, dataset, indices, tile_size: int, bins: int, 
     return merge(parts) if parts else None
 
 
+BASELINE_SUFFIXES = (".single_cost.nfbank", ".single_params.nfbank", ".neural_texture.nfbank")
+
+
 def teacher_path(bank_path) -> Path:
-    """Where `train` keeps the teacher of the bank at bank_path."""
-    return companion_path(bank_path, TEACHER_SUFFIX)
+    """Where `train` keeps the teacher of the bank at bank_path.
+
+    A baseline written beside a bank (`NAME.single_cost.nfbank`, ...: `train --baselines`) shares
+    the bank's teacher `NAME.teacher.nfbank`, so one teacher is trained for all of them.
+    """
+    path = Path(bank_path)
+    for suffix in BASELINE_SUFFIXES:
+        if path.name.endswith(suffix) and len(path.name) > len(suffix):
+            path = path.with_name(path.name.removesuffix(suffix) + ".nfbank")
+            break
+    return companion_path(path, TEACHER_SUFFIX)

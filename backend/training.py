@@ -35,16 +35,21 @@ from backend.dataset import open_dataset
 from backend.errors import DatasetError, UserError
 from backend.evaluation import load_views, mean_psnr
 from backend.features import N_FEATURES
+from backend.neural_texture import (TEXTURE_CHANNELS, TEXTURE_RESOLUTION, NeuralTextureModel, folded_rows,
+                                    texture_fit)
 from backend.prefilter import FilterRadii
 from backend.stacked_mlp import StackedMLP
 from backend.teacher_labels import teacher_path, teacher_records
 
-KINDS = ("hash_bank", "single_cost", "single_params")
+KINDS = ("hash_bank", "single_cost", "single_params", "neural_texture")
+TEACHER_KINDS = ("single_cost", "neural_texture")  # what `teacher="auto"` trains on the labelled pixels
 LOSS_SPACES = ("log", "tonemap", "linear")
 LOG_EPS = 1e-3  # radiance floor of the log loss: below it, errors are invisible on a display
 DEFAULT_STEPS = 2000
 MIN_BUCKET_SHARE = 0.0025  # default share of the training pixels a key needs for a network of its own
 MIN_PSNR_GAIN = 0.05  # dB an evaluation must gain to count as an improvement for early stopping
+FOLD_AFFINE = False  # fold a neural-texture source as an affine function of UV per network, not its mean
+# (measured: no better, docs/training.md)
 WARM_START_LR_SCALE = 0.2  # learning rate of networks that start from the teacher, relative to --lr
 
 
@@ -69,11 +74,17 @@ class TrainConfig:
     fallback: str = "auto"  # nearest_key, shared_network, or auto: the better on validation views
     min_bucket_pixels: int | None = None  # rarer keys use the fallback; None: MIN_BUCKET_SHARE of all pixels
     tile_size: int = 16
-    bins: int = 8
+    bins: int = 4  # UV bins per axis of the tile key (the talk's 8 left a tenth of the pixels unseen; docs/training.md)
     max_baseline_width: int = 256
     select_specialists: bool = True  # a bucket losing to the shared network on validation views gets its weights
     teacher: str | None = "auto"  # bank whose shading of the unlabelled views adds training pixels;
-    # "auto": with unlabelled views, train a single network on the labelled pixels first (or reuse it)
+    # "auto": with unlabelled views, train a teacher of teacher_kind on the labelled pixels first (or reuse it)
+    teacher_kind: str = "neural_texture"  # or single_cost (one MLP of the bank's layers); docs/training.md
+    teacher_widths: tuple[int, ...] | None = None  # the teacher's hidden widths; None: widths
+    texture_channels: int = TEXTURE_CHANNELS  # neural_texture models: learned channels per texel
+    texture_resolution: int = TEXTURE_RESOLUTION  # and texels per side
+    warm_from: str | None = None  # bank to start every network from instead of the teacher (same layers,
+    # or a neural_texture bank of the same hidden widths, folded: backend.neural_texture.folded_rows)
 
     def validate(self) -> None:
         problems = []
@@ -83,6 +94,12 @@ class TrainConfig:
             problems.append(f"loss space {self.loss_space!r} (choose {', '.join(LOSS_SPACES)})")
         if self.output_activation not in OUTPUT_ACTIVATIONS:
             problems.append(f"output activation {self.output_activation!r}")
+        if self.teacher_kind not in TEACHER_KINDS:
+            problems.append(f"teacher kind {self.teacher_kind!r} (choose {', '.join(TEACHER_KINDS)})")
+        if self.teacher_widths is not None and (not self.teacher_widths or min(self.teacher_widths) < 1):
+            problems.append("teacher widths must be positive")
+        if self.texture_channels < 1 or self.texture_resolution < 2:
+            problems.append("texture channels must be positive and its resolution at least 2")
         if self.fallback not in (*FALLBACK_MODES, "auto"):
             problems.append(f"fallback {self.fallback!r}")
         if self.steps is not None and self.steps < 1 or self.minutes is not None and self.minutes <= 0:
@@ -98,7 +115,8 @@ class TrainConfig:
 
     @property
     def layers(self) -> list[int]:
-        return [N_FEATURES, *self.widths, 3]
+        inputs = N_FEATURES + (self.texture_channels if self.kind == "neural_texture" else 0)
+        return [inputs, *self.widths, 3]
 
     @property
     def step_limit(self) -> int | None:
@@ -198,6 +216,7 @@ def build_problem(buckets: Buckets, config: TrainConfig, radii: FilterRadii,
         if config.kind == "single_params":
             width = same_params_width(config, n_hash_networks * slot_size(config.layers))
             layers = [N_FEATURES, *[width] * len(config.widths), 3]
+        # neural_texture: config.layers already has the texture's channels as extra inputs
     # A teacher's normalisation, where there is one, so that networks starting from it see what it saw.
     mean, std = normalisation if normalisation is not None else feature_statistics(buckets)
     records = buckets.records
@@ -235,20 +254,23 @@ def loss_per_network(pred: torch.Tensor, target: torch.Tensor, space: str) -> to
 # --- banks ---------------------------------------------------------------------------------------
 
 
-def to_bank(model: StackedMLP, problem: Problem, config: TrainConfig, fallback: str, provenance: dict) -> Bank:
+def to_bank(model, problem: Problem, config: TrainConfig, fallback: str, provenance: dict) -> Bank:
     rows = model.slot_rows()
     slot_keys = list(problem.slot_keys)
     pixels = problem.count.tolist()
-    kind = "hash_bank" if config.kind == "hash_bank" else "single_network"
-    if kind == "single_network":
+    kind = {"hash_bank": "hash_bank", "neural_texture": "neural_texture"}.get(config.kind, "single_network")
+    if kind != "hash_bank":
         fallback = "shared_network"
     elif fallback == "nearest_key":  # the shared network is not needed
         rows, slot_keys, pixels = rows[:-1], slot_keys[:-1], pixels[:-1]
     shared = slot_keys.index(SHARED_SLOT_KEY) if fallback == "shared_network" else None
     meta = make_meta(problem.layers, slot_keys, pixels, tile_size=config.tile_size, bins=config.bins,
                      output_activation=config.output_activation, fallback=fallback, shared_slot=shared,
-                     kind=kind, filter_radii=problem.filter_radii, provenance=provenance)
-    return make_bank(rows, problem.feature_mean, problem.feature_std, meta)
+                     kind=kind, filter_radii=problem.filter_radii, provenance=provenance,
+                     texture=None if kind != "neural_texture" else
+                     {"channels": config.texture_channels, "resolution": config.texture_resolution})
+    return make_bank(rows, problem.feature_mean, problem.feature_std, meta,
+                     model.texture_array() if kind == "neural_texture" else None)
 
 
 # --- checkpoints ---------------------------------------------------------------------------------
@@ -321,19 +343,46 @@ class Trainer:
         done = min(self.done_fraction(step), 1.0)
         return self.base_lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * done)))
 
-    def warm_start(self, model: StackedMLP, problem: Problem, teacher: Bank | None) -> bool:
-        """Start every network from the teacher (KiloNeRF's distillation, then fine-tuning).
+    def warm_start(self, model, problem: Problem, source: Bank | None) -> str | None:
+        """Start every network from `source`, the teacher or `warm_from` (KiloNeRF's distillation, then fine-tuning).
 
-        Each bucket then only learns how its patch of face differs from the teacher, which its
-        few views can tell it; the learning rate is lowered so that it stays near the teacher.
-        `single_cost` starts from the teacher too, so that it gets everything the hash bank gets.
+        Each bucket then only learns how its patch of face differs from the source, which its
+        few views can tell it; the learning rate is lowered so that it stays near the source.
+        `single_cost` starts from it too, so that it gets everything the hash bank gets. A plain
+        network copies a source of its own layers; a neural-texture source of the same hidden widths
+        is folded (backend.neural_texture.folded_rows): each network gets the source with its texture
+        held at the mean over that network's own training pixels. Returns how it started, or None.
         """
         config = self.config
-        if teacher is None or teacher.layers != problem.layers:  # single_params is wider: it only gets the labels
-            return False
-        model.load_rows(np.broadcast_to(teacher.slots[0], (len(problem.slot_keys), teacher.slots.shape[1])))
+        if source is None:
+            return None
+        n = len(problem.slot_keys)
+        if config.kind == "neural_texture":
+            if source.kind != "neural_texture" or source.layers != problem.layers or \
+                    tuple(source.texture.shape) != tuple(model.texture.shape):
+                return None
+            model.mlp.load_rows(source.slots[:1])
+            with torch.no_grad():
+                model.texture.copy_(torch.from_numpy(np.asarray(source.texture)))
+            how = "copy"
+        elif source.kind == "neural_texture":
+            if source.layers[1:] != problem.layers[1:]:
+                return None
+            model.load_rows(folded_rows(source, self.texture_fit(problem, source)))
+            how = "fold"
+        elif source.layers == problem.layers:  # single_params is wider: it only gets the labels
+            model.load_rows(np.broadcast_to(source.slots[0], (n, source.slots.shape[1])))
+            how = "copy"
+        else:
+            return None
         self.base_lr = config.lr * WARM_START_LR_SCALE
-        return True
+        return how
+
+    @staticmethod
+    def texture_fit(problem: Problem, source: Bank) -> np.ndarray:
+        """[R, 3, C]: the source's texture as an affine function of UV over each network's training pixels."""
+        return texture_fit(source.texture, problem.features[:, 0, :2].cpu(), problem.feature_mean[:2],
+                           problem.feature_std[:2], problem.start, problem.count, affine=FOLD_AFFINE)
 
     def run(self) -> TrainResult:
         config = self.config
@@ -344,7 +393,7 @@ class Trainer:
         radii = FilterRadii.for_object(dataset.bounding_radius)
         store = BucketStore.beside(self.out, dataset, config.tile_size, config.bins, radii)
         store.update(train_ids, on_sample=lambda i: self.progress(0, float("nan"), None, "buckets"))
-        buckets, teacher_pixels, teacher = store.load(train_ids), 0, None
+        buckets, teacher_pixels, teacher, source = store.load(train_ids), 0, None, None
         unlabelled = dataset.indices("unlabelled")
         if config.teacher not in (None, "auto") and unlabelled:
             teacher = load_bank(config.teacher)
@@ -353,14 +402,20 @@ class Trainer:
             if labelled is not None:
                 teacher_pixels = len(labelled)
                 buckets = Buckets.from_records(merge([buckets.records, labelled]))
+        source = load_bank(config.warm_from) if config.warm_from else teacher
         problem = build_problem(buckets, config, radii,
-                                None if teacher is None else (teacher.feature_mean, teacher.feature_std))
+                                None if source is None else (source.feature_mean, source.feature_std))
         views = load_views(dataset, val_ids)
         generator = torch.Generator().manual_seed(config.seed)
         torch.manual_seed(config.seed)
-        model = StackedMLP(len(problem.slot_keys), problem.layers, config.output_activation,
-                           problem.initial_output, generator, config.device)
-        warm = self.warm_start(model, problem, teacher)
+        if config.kind == "neural_texture":
+            model = NeuralTextureModel(problem.layers, config.texture_channels, config.texture_resolution,
+                                       config.output_activation, problem.initial_output, generator, config.device,
+                                       problem.feature_mean, problem.feature_std)
+        else:
+            model = StackedMLP(len(problem.slot_keys), problem.layers, config.output_activation,
+                               problem.initial_output, generator, config.device)
+        warm = self.warm_start(model, problem, source)
         optimizer = torch.optim.Adam(model.params, lr=self.base_lr)
         provenance = {"dataset": str(Path(config.data).resolve()), "manifest_sha256": manifest_sha256(dataset),
                       "seed": config.seed, "device": config.device, "backend_version": backend.__version__,
@@ -370,7 +425,10 @@ class Trainer:
                       "train_samples": len(train_ids), "val_samples": len(val_ids),
                       "fingerprint": config.fingerprint(),
                       "teacher": config.teacher if teacher_pixels else None, "teacher_pixels": teacher_pixels,
-                      "unlabelled_samples": len(unlabelled) if teacher_pixels else 0, "warm_start": warm}
+                      "teacher_kind": teacher.kind if teacher_pixels else None,
+                      "unlabelled_samples": len(unlabelled) if teacher_pixels else 0, "warm_start": warm is not None,
+                      "warm_start_from": None if warm is None else config.warm_from or config.teacher,
+                      "warm_start_how": warm}
         training_fallback = "nearest_key" if config.fallback == "auto" else config.fallback
 
         step, history, best = 0, [], {"psnr": -math.inf, "step": 0, "params": model.state()}
@@ -427,7 +485,7 @@ class Trainer:
                                self.checkpoint_path, history)
         return self.finish(model, problem, views, best, step, history, provenance, stopped_early)
 
-    def train_step(self, model: StackedMLP, optimizer, problem: Problem, generator: torch.Generator) -> float:
+    def train_step(self, model, optimizer, problem: Problem, generator: torch.Generator) -> float:
         """One Adam step of every network on its own freshly sampled pixels; returns the mean loss."""
         n_networks, m = len(problem.slot_keys), problem.pixels_per_network
         # Sampled on the CPU generator so a seed gives the same pixels on every device.
@@ -500,8 +558,9 @@ def plot_curve(history: list[dict], path: Path, title: str) -> Path:
 
 
 def teacher_config(config: TrainConfig) -> TrainConfig:
-    """The teacher of config: one network of the same layers on the labelled pixels only."""
-    return dataclasses.replace(config, kind="single_cost", out=str(teacher_path(config.out)), teacher=None)
+    """The teacher of config: a model of config.teacher_kind and teacher_widths on the labelled pixels only."""
+    return dataclasses.replace(config, kind=config.teacher_kind, widths=tuple(config.teacher_widths or config.widths),
+                               out=str(teacher_path(config.out)), teacher=None, warm_from=None)
 
 
 def needs_teacher(config: TrainConfig) -> bool:

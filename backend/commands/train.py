@@ -7,7 +7,7 @@ import argparse
 from backend.commands.argument_types import non_negative_int, positive_float, positive_int, torch_device
 from backend.bank import companion_path
 from backend.commands.generate import cluster_address
-from backend.training import KINDS, LOSS_SPACES, TrainConfig, needs_teacher, teacher_config, train
+from backend.training import KINDS, LOSS_SPACES, TEACHER_KINDS, TrainConfig, needs_teacher, teacher_config, train
 
 BASELINES = ("single_cost", "single_params")
 
@@ -51,11 +51,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-teacher", action="store_true",
                         help="ignore the dataset's unlabelled views (by default a teacher network trained on the "
                              "labelled views shades them, and every model also trains on its answers)")
+    parser.add_argument("--teacher-kind", choices=TEACHER_KINDS, default=TrainConfig.teacher_kind,
+                        help=f"the teacher trained on the labelled views (default {TrainConfig.teacher_kind}; "
+                             "neural_texture: a learned UV feature texture in front of the network)")
+    parser.add_argument("--teacher-widths", type=widths, help="the teacher's hidden widths (default --widths)")
+    parser.add_argument("--warm-from", metavar="BANK",
+                        help="start every network from this bank instead of the teacher (same layers, or a "
+                             "neural_texture bank of the same hidden widths)")
+    parser.add_argument("--texture-channels", type=positive_int, default=TrainConfig.texture_channels,
+                        help="neural_texture models: learned channels per texel")
+    parser.add_argument("--texture-resolution", type=positive_int, default=TrainConfig.texture_resolution,
+                        help="neural_texture models: texels per side")
     parser.add_argument("--keep-all-specialists", action="store_true",
                         help="keep every bucket's network, even where the shared network does better on the "
                              "validation views")
     parser.add_argument("--tile-size", type=positive_int, default=16)
-    parser.add_argument("--bins", type=int, default=8)
+    parser.add_argument("--bins", type=int, default=TrainConfig.bins,
+                        help=f"UV bins per axis of the tile key (default {TrainConfig.bins}, at most 12)")
     parser.add_argument("--cluster", type=cluster_address, metavar="ADDRESS",
                         help="train on a node of this Ray cluster (HOST:PORT or local; a GPU node with --device "
                              "cuda) and bring the bank back (docs/cluster.md)")
@@ -70,6 +82,8 @@ def config_from_args(args, kind: str, out) -> TrainConfig:
         loss_space=args.loss_space, output_activation=args.output_activation, fallback=args.fallback,
         min_bucket_pixels=args.min_bucket_pixels, tile_size=args.tile_size, bins=args.bins,
         teacher=None if args.no_teacher else "auto", select_specialists=not args.keep_all_specialists,
+        teacher_kind=args.teacher_kind, teacher_widths=None if args.teacher_widths is None else tuple(args.teacher_widths),
+        warm_from=args.warm_from, texture_channels=args.texture_channels, texture_resolution=args.texture_resolution,
     )
 
 

@@ -29,6 +29,12 @@ class Renderer(Protocol):
 
 def get_renderer(name: str, bank, **options) -> Renderer:
     """`name` is a key of RENDERERS or "auto"; each module exposes `create(bank, **options)`."""
+    if getattr(bank, "kind", None) == "neural_texture":  # a texture input: only its own torch shader has one
+        if name not in ("torch", "auto"):
+            raise UserError(f"a neural_texture bank is shaded by the torch renderer only, not {name!r}")
+        from backend.neural_texture import create
+
+        return create(bank, device=options.get("device", "cpu"))
     if name == "auto":
         from backend.renderers.auto import choose
 
