@@ -22,7 +22,7 @@ from backend.bank import Bank, unpack
 from backend.features import N_FEATURES, shading_inputs
 from backend.gbuffer import GBuffer
 from backend.network import forward
-from backend.stacked_mlp import StackedMLP
+from backend.stacked_mlp import ParameterSnapshots, StackedMLP
 
 TEXTURE_CHANNELS = 8
 TEXTURE_RESOLUTION = 64
@@ -42,7 +42,7 @@ def multiply_adds(layers: list[int], channels: int = 0) -> int:
     return sum(i * o for i, o in zip(layers[:-1], layers[1:])) + 4 * channels
 
 
-class NeuralTextureModel:
+class NeuralTextureModel(ParameterSnapshots):
     """One MLP [23 + C, ..., 3] and its texture, with StackedMLP's training interface (R = 1).
 
     Inputs are the normalised features x_hat [1, M, 23]; the texture is sampled at the raw UV
@@ -69,13 +69,6 @@ class NeuralTextureModel:
     def texture_array(self) -> np.ndarray:
         return self.texture.detach().cpu().numpy().astype(np.float32)
 
-    def state(self) -> list[torch.Tensor]:
-        return [p.detach().clone() for p in self.params]
-
-    def load_state(self, tensors: list[torch.Tensor]) -> None:
-        with torch.no_grad():
-            for p, t in zip(self.params, tensors):
-                p.copy_(t)
 
 
 def folded_rows(teacher: Bank, coefficients: np.ndarray) -> np.ndarray:

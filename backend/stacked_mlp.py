@@ -21,7 +21,21 @@ def inverse_activation(value: float, activation: str) -> float:
     return math.log(value) if activation == "exp" else math.log(math.expm1(value))
 
 
-class StackedMLP:
+class ParameterSnapshots:
+    """Copies of a model's `params` and their restoration (best-on-validation weights, checkpoints)."""
+
+    params: list[torch.Tensor]
+
+    def state(self) -> list[torch.Tensor]:
+        return [p.detach().clone() for p in self.params]
+
+    def load_state(self, tensors: list[torch.Tensor]) -> None:
+        with torch.no_grad():
+            for p, t in zip(self.params, tensors):
+                p.copy_(t)
+
+
+class StackedMLP(ParameterSnapshots):
     def __init__(self, n_networks: int, layers: list[int], output_activation: str, initial_output: np.ndarray,
                  generator: torch.Generator, device):
         self.layers, self.output_activation = list(layers), output_activation
@@ -49,14 +63,6 @@ class StackedMLP:
         """Packed rows [R, P] float32 in bank order."""
         with torch.no_grad():
             return pack([(w.detach().cpu(), b.detach().cpu()) for w, b in self.weights]).numpy()
-
-    def state(self) -> list[torch.Tensor]:
-        return [p.detach().clone() for p in self.params]
-
-    def load_state(self, tensors: list[torch.Tensor]) -> None:
-        with torch.no_grad():
-            for p, t in zip(self.params, tensors):
-                p.copy_(t)
 
     def load_rows(self, rows: np.ndarray) -> None:
         """Set every network from packed rows [R, P] (the bank layout, backend.bank.pack)."""
