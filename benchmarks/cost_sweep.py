@@ -7,7 +7,11 @@ one network (`single_cost` of that width), scores both on the test views like th
 and prints a table of test PSNR against multiply-adds per pixel and light, and writes
 `cost_sweep.png` and `cost_sweep.json` into --out.
 
-    .venv/bin/python benchmarks/cost_sweep.py --data out/demo/dataset --out out/sweep --minutes 2
+With --teacher (e.g. the demo's `face.teacher.nfbank`) every model learns from that one teacher's
+labels of the unlabelled views; students of the teacher's own width start from it, as in `train`.
+
+    .venv/bin/python benchmarks/cost_sweep.py --data out/demo/dataset --out out/sweep --minutes 2 \\
+        [--teacher out/demo/bank/face.teacher.nfbank]
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ def main() -> int:
     parser.add_argument("--widths", default="8,16,32,64")
     parser.add_argument("--minutes", type=float, default=2.0, help="training budget per model")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--teacher", default="auto", help="a teacher bank for every model (default: train one each)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -48,7 +53,7 @@ def main() -> int:
         for kind in ("hash_bank", "single_cost"):
             path = out / f"w{width}" / f"{kind}.nfbank"
             config = TrainConfig(data=args.data, out=str(path), minutes=args.minutes, widths=(width, width), kind=kind,
-                                 device=args.device)
+                                 device=args.device, teacher=args.teacher)
             train(config)
             bank = load_bank(path)
             row = {"kind": kind, "width": width, "multiply_adds": multiply_adds(bank.layers),
