@@ -58,10 +58,10 @@ def _planes(parts: dict, path: Path, part: str, channels: str, shape: tuple[int,
     return np.stack([layer[channel] for channel in channels])
 
 
-def _lights_array(record: dict, source: str) -> np.ndarray:
+def lights_array(lights: list[dict], source: str) -> np.ndarray:
+    """[L, 8] float32 (gbuffer.md section 1) of light records (position, color, power, radius)."""
     try:
-        return np.array([[*light["position"], *light["color"], light["power"], light["radius"]]
-                         for light in record["lights"]],
+        return np.array([[*light["position"], *light["color"], light["power"], light["radius"]] for light in lights],
                         dtype=np.float32).reshape(-1, 8)
     except (KeyError, TypeError, ValueError) as exc:
         raise GBufferError(f"{source}: malformed light record ({exc})") from None
@@ -101,7 +101,7 @@ def gbuffer_from_exr(exr_path: Path, record: dict) -> GBuffer:
                for group in lightgroups]
     stacked = np.concatenate(planes)
     _unpremultiply_lights_layer(stacked, _planes(parts, exr_path, LIGHTS_COVERAGE_PART, "A", shape, GBufferError)[0])
-    return GBuffer(stacked, _lights_array(record, source), np.asarray(camera_position), source=source,
+    return GBuffer(stacked, lights_array(record["lights"], source), np.asarray(camera_position), source=source,
                    focal_px=focal_px)
 
 

@@ -33,6 +33,7 @@ def main() -> int:
     if not SCENE.is_file():
         print(f"{SCENE} is missing: build it first with `make example`", file=sys.stderr)
         return 2
+    from backend.dataset import lights_array
     from backend.tracer import TracedScene, get_tracer
     from blender_addon.camera_model import CameraSpec
     from blender_addon.dataset_settings import DatasetSettings
@@ -58,8 +59,7 @@ def main() -> int:
             times = []
             for i, (matrix, lights) in enumerate(views):
                 camera = CameraSpec(matrix).to_record(size, size)
-                array = np.array([[*l["position"], *l["color"], l["power"], l["radius"]] for l in lights], np.float32)
-                tracer.trace(camera, array, (size, size))
+                tracer.trace(camera, lights_array(lights, "bench"), (size, size))
                 if i == 0 and size == args.sizes[0]:
                     build_ms = 1000 * (time.perf_counter() - start)  # Embree builds its structure on the first trace
                 if i > 0:

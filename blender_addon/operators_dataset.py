@@ -151,7 +151,7 @@ class NEURALFACE_OT_generate_dataset(bpy.types.Operator):
             except InputError as exc:
                 self.report({"ERROR"}, str(exc))
                 return {"CANCELLED"}
-            result = subprocess.run(command, capture_output=True, text=True, cwd=_backend_root(command[0]))
+            result = subprocess.run(command, capture_output=True, text=True)
         for line in result.stdout.splitlines():
             if line.startswith(PROGRESS_PREFIX):
                 print(f"Neural Face: sample {line.split()[1]} of {line.split()[2]}")
@@ -213,7 +213,7 @@ class NEURALFACE_OT_generate_dataset(bpy.types.Operator):
     def _start_worker(self, context, job: DatasetJob) -> None:
         command = generate_command(context, job, self._tempdir.name)
         self._worker = ChildProcess(command, os.path.join(self._tempdir.name, "generate.log"), stdout_pipe=True,
-                                    text=True, cwd=_backend_root(command[0]))
+                                    text=True)
         self._progress = queue.Queue()
         threading.Thread(target=_read_progress, args=(self._worker.process.stdout, self._progress),
                          daemon=True).start()
@@ -278,12 +278,6 @@ class NEURALFACE_OT_generate_dataset(bpy.types.Operator):
         self._tempdir.cleanup()
         self.report(level, message)
         return {"FINISHED"} if level == {"INFO"} else {"CANCELLED"}
-
-
-def _backend_root(python: str) -> str | None:
-    """The project folder of a `.venv/bin/python` (so `-m backend` resolves there), else None."""
-    folder = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(python))))
-    return folder if os.path.isdir(os.path.join(folder, "backend")) else None
 
 
 CLASSES = (NEURALFACE_OT_generate_dataset,)

@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backend.exr import read_parts
-from conftest import process_ended, run_backend
+from conftest import process_ended
 from service_process import start_service, stop_service
 
 SESSION = Path(__file__).with_name("blender_preview_session.py")
@@ -58,6 +57,7 @@ def blender_session(scene: Path, result: Path, action: str, scratch: Path, **opt
 def test_preview_shows_exactly_the_frame_the_backend_traces_and_shades(service, suzanne_blend, suzanne_dataset,
                                                                        tiny_bank, scratch, tmp_path):
     from backend.bank import load_bank
+    from backend.dataset import lights_array
     from backend.rendering import DEFAULT_BACKGROUND
     from backend.renderers.torch_renderer import TorchRenderer
     from backend.tracer import get_tracer, load_parts
@@ -72,8 +72,7 @@ def test_preview_shows_exactly_the_frame_the_backend_traces_and_shades(service, 
     assert request["albedo"] == str(suzanne_dataset / "scene" / "albedo.npz"), "the dataset's bake"
     assert request["shadow_rays"] == 4, "the dataset's shadow rays (conftest: --shadow-rays 4)"
     tracer = get_tracer(load_parts(request["mesh"], request["albedo"]), shadow_rays=request["shadow_rays"])
-    lights = np.array([[*l["position"], *l["color"], l["power"], l["radius"]] for l in request["lights"]], np.float32)
-    gbuffer = tracer.trace(request["camera"], lights, tuple(request["resolution"]))
+    gbuffer = tracer.trace(request["camera"], lights_array(request["lights"], "request"), tuple(request["resolution"]))
     gbuffer.background = np.broadcast_to(np.array(DEFAULT_BACKGROUND, np.float32)[:, None, None],
                                          (3, gbuffer.height, gbuffer.width)).copy()
     expected = TorchRenderer(load_bank(tiny_bank)).render(gbuffer)

@@ -267,8 +267,9 @@ def create_app(settings: Settings) -> FastAPI:
         check_output(out, FRAME, request.overwrite, "out", OVERWRITE_FLAG)
         from backend.rendering import DEFAULT_BACKGROUND
 
-        lights = np.array([[*light.position, *light.color, light.power, light.radius] for light in request.lights],
-                          np.float32)
+        from backend.dataset import lights_array
+
+        lights = lights_array([light.model_dump() for light in request.lights], "preview request")
         with renderers.lock:
             start = time.perf_counter()
             tracer = tracers.get(mesh, albedo, request.shadow_rays)

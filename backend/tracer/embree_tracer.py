@@ -29,8 +29,8 @@ TRACER_VERSION = 1  # bump when traced values change (the dataset records it)
 DEFAULT_SHADOW_RAYS = 16  # per light and pixel in the penumbra; a perfect square (stratified grid)
 RIM_RAYS = 4  # traced first; the rest only where these disagree
 TERMINATOR_OFFSET = 0.1  # Cycles' default shadow terminator geometry offset of an object
-RAY_OFFSET = 1e-5
-MIN_RAYS_PER_THREAD = 16384  # below this a thread costs more than it saves  # in units of the scene's extent: shadow rays start this far off the surface
+RAY_OFFSET = 1e-5  # in units of the scene's extent: shadow rays start this far off the surface
+MIN_RAYS_PER_THREAD = 16384  # below this a thread costs more than it saves
 
 
 def disk_pattern(count: int) -> np.ndarray:
@@ -151,7 +151,7 @@ class EmbreeTracer:
         covered = hit["primID"] >= 0
         self.seconds = {"primary": time.perf_counter() - start}
         if covered.any():
-            self._fill(planes, rows, cols, covered, hit, origin, directions, lights)
+            self._fill(planes, rows, cols, covered, hit, directions, lights)
         self.seconds["total"] = time.perf_counter() - start
         return GBuffer(planes, lights, np.asarray(camera["position"], np.float32), source=source,
                        focal_px=float(np.asarray(camera["K"])[0][0]))
@@ -173,7 +173,7 @@ class EmbreeTracer:
         r0, r1 = int(np.clip(np.floor(rows.min()) - 1, 0, height)), int(np.clip(np.ceil(rows.max()) + 1, 0, height))
         return slice(r0, max(r0, r1)), slice(c0, max(c0, c1))
 
-    def _fill(self, planes, rows, cols, covered, hit, origin, directions, lights) -> None:
+    def _fill(self, planes, rows, cols, covered, hit, directions, lights) -> None:
         scene = self.scene
         start = time.perf_counter()
         tri = hit["primID"][covered]

@@ -10,8 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-
-from backend.dataset import _lights_array, write_gbuffer_exr
+from backend.dataset import lights_array, write_gbuffer_exr
 from backend.gbuffer import GBuffer
 from backend.tracer import DEFAULT_SHADOW_RAYS, TRACER_VERSION, get_tracer, load_scene
 
@@ -20,7 +19,7 @@ TRACER_ATTRIBUTE = "neuralFaceTracer"
 
 def trace_record(tracer, record: dict, source: str = "<traced>") -> GBuffer:
     """The G-buffer of a sample record ("camera", "lights", "resolution": dataset.md)."""
-    return tracer.trace(record["camera"], _lights_array(record, source), tuple(record["resolution"]), source=source)
+    return tracer.trace(record["camera"], lights_array(record["lights"], source), tuple(record["resolution"]), source=source)
 
 
 class SampleTracer:

@@ -61,14 +61,6 @@ class TracedScene:
             if not np.all(np.isfinite(getattr(self, name))):
                 raise SceneFileError(f"{self.source}: {name} holds NaN or Inf values")
 
-    @property
-    def triangle_count(self) -> int:
-        return len(self.triangles)
-
-    def with_mesh(self, mesh: dict[str, np.ndarray], source: str) -> "TracedScene":
-        """The same albedo on another mesh (an edited or deformed target: the preview sends it)."""
-        return TracedScene(**{name: mesh[name] for name in MESH_ARRAYS}, albedo=self.albedo, source=source)
-
 
 def _load_npz(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
     try:
