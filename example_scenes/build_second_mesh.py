@@ -17,6 +17,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from blender_addon.scene_setup import bounds, make_skin_material  # noqa: E402
+from example_scenes.build_suzanne import packed_image  # noqa: E402
 
 TEXTURE_SIZE = 512
 WIDTH = 0.25  # scene units across the head
@@ -34,10 +35,7 @@ def skin_texture(seed: int = 3):
     lips = np.exp(-((v - 0.3) ** 2) / (2 * 0.02**2))[..., None] * np.array([0.1, -0.12, -0.08])
     brows = (np.abs(v - 0.75) < 0.015)[..., None] * np.array([-0.35, -0.25, -0.2])
     rgba = np.concatenate([np.clip(colour + lips + brows, 0.02, 1), np.ones_like(u)[..., None]], -1)
-    image = bpy.data.images.new("NF_Second_Albedo", TEXTURE_SIZE, TEXTURE_SIZE, float_buffer=True)
-    image.pixels.foreach_set(rgba.astype(np.float32).ravel())
-    image.pack()
-    return image
+    return packed_image("NF_Second_Albedo", rgba)
 
 
 def main(out_path: str) -> None:

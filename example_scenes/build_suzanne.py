@@ -21,7 +21,12 @@ def albedo_texture():
     u, v = np.meshgrid(np.linspace(0, 1, TEXTURE_SIZE), np.linspace(0, 1, TEXTURE_SIZE))
     band = 1.0 - 0.35 * (np.abs(v - 0.5) < 0.08)
     rgba = np.stack([(0.55 + 0.3 * u) * band, (0.35 + 0.25 * v) * band, 0.3 + 0.1 * u * v, np.ones_like(u)], -1)
-    image = bpy.data.images.new("NF_Suzanne_Albedo", TEXTURE_SIZE, TEXTURE_SIZE, float_buffer=True)
+    return packed_image("NF_Suzanne_Albedo", rgba)
+
+
+def packed_image(name: str, rgba: np.ndarray):
+    """A float image of rgba [S, S, 4] (row 0 = v 0), packed into the .blend so the file stands alone."""
+    image = bpy.data.images.new(name, rgba.shape[1], rgba.shape[0], float_buffer=True)
     image.pixels.foreach_set(rgba.astype(np.float32).ravel())
     image.pack()
     return image
