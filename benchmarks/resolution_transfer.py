@@ -20,7 +20,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -29,10 +28,9 @@ import bpy  # noqa: E402
 
 from backend.bank import load_bank  # noqa: E402
 from backend.dataset import open_dataset  # noqa: E402
-from backend.evaluation import load_views, render_views  # noqa: E402
-from backend.metrics import psnr_from_mse, to_display  # noqa: E402
+from backend.evaluation import load_views, mean_psnr  # noqa: E402
 from backend.tracer.samples import SampleTracer  # noqa: E402
-from blender_addon.camera_model import DEFAULT_SENSOR_MM, CameraSpec  # noqa: E402
+from noise_ceiling import camera_of  # noqa: E402  (benchmarks/: this script's folder)
 from blender_addon.ground_truth import render_ground_truth  # noqa: E402
 from blender_addon.render_rig import RenderRig  # noqa: E402
 from blender_addon.scene_setup import ensure_material, find_target, load_scene_file  # noqa: E402
@@ -52,8 +50,7 @@ def scaled_dataset(dataset, indices, scene: str, scale: int, out: Path) -> Path:
     with RenderRig(target, (width, height)) as rig:
         for i in indices:
             record = json.loads(json.dumps(dataset.record(i)))
-            lens = record["camera"]["K"][0][0] * DEFAULT_SENSOR_MM / record["resolution"][0]  # as generated
-            camera = CameraSpec(np.array(record["camera"]["matrix_world"]), lens_mm=lens)
+            camera = camera_of(record)  # its lens gives the scaled focal length at the scaled width
             record.update(resolution=[width, height], camera=camera.to_record(width, height))
             render_ground_truth(rig, camera, record["lights"], str(out / record["ground_truth"]),
                                 settings["gt_samples"], settings["gt_denoise"], seed=i)
@@ -66,16 +63,11 @@ def scaled_dataset(dataset, indices, scene: str, scale: int, out: Path) -> Path:
 
 
 def score(bank, dataset, indices) -> tuple[float, float]:
-    """(pooled PSNR, share of shaded tiles whose key had no bucket of its own: the report's measure)."""
+    """(pooled PSNR, share of shaded tiles whose key had no bucket of its own): the report's measures."""
     from backend.report import unseen_share
 
     views = load_views(dataset, indices)
-    squared, count = 0.0, 0
-    for view, frame in zip(views, render_views(bank, views)):
-        diff = to_display(frame)[view.mask] - to_display(view.ground_truth)[view.mask]
-        squared += float(np.sum(diff.astype(np.float64) ** 2))
-        count += diff.size
-    return psnr_from_mse(squared / max(count, 1)), unseen_share(bank, views)
+    return mean_psnr(bank, views), unseen_share(bank, views)
 
 
 def main() -> int:
