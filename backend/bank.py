@@ -18,16 +18,17 @@ from backend.atomic import write_bytes_atomic
 from backend.errors import BankError
 from backend.features import FEATURE_NAMES, N_FEATURES
 from backend.gbuffer import FEATURE_SPEC_VERSION
+from backend.hashing import MAX_BINS
+from backend.model_kinds import BANK_KINDS, HASH_BANK, NEURAL_TEXTURE, SINGLE_NETWORK
 from backend.prefilter import FilterRadii
 
 BANK_FORMAT = "neural-face-bank"
 BANK_VERSION = 3  # the newest version this code writes (neural_texture banks); it reads READABLE_VERSIONS
 READABLE_VERSIONS = (2, 3)  # 3 = 2 + kind neural_texture and its `texture` tensor; other kinds are still written as 2
 METADATA_KEY = "neural_face"
-SLOT_BYTES_LIMIT = 32768
+SLOT_BYTES_LIMIT = 32768  # one network in the kernel's shared memory
 FALLBACK_MODES = ("nearest_key", "shared_network")
 OUTPUT_ACTIVATIONS = ("exp", "softplus")
-KINDS = ("hash_bank", "single_network", "neural_texture")  # neural_texture: torch-only (backend/neural_texture.py)
 SHARED_SLOT_KEY = -1  # slot_keys entry of the shared fallback network
 
 
@@ -63,7 +64,7 @@ class Bank:
 
     @property
     def kind(self) -> str:
-        return self.meta.get("kind", "hash_bank")
+        return self.meta.get("kind", HASH_BANK)
 
     @property
     def filter_radii(self) -> FilterRadii:
@@ -209,7 +210,7 @@ def build_lut(slot_keys, slot_pixels, bins: int, fallback: str, shared_slot: int
 
 
 def make_meta(layers, slot_keys, slot_pixels, *, tile_size=16, bins=8, output_activation="exp",
-              weights_dtype="float32", fallback="nearest_key", shared_slot=None, kind="hash_bank",
+              weights_dtype="float32", fallback="nearest_key", shared_slot=None, kind=HASH_BANK,
               filter_radii: FilterRadii | None = None, provenance=None, texture: dict | None = None) -> dict:
     """The metadata dict of bank.md with this code's format, version and feature names.
 
@@ -218,7 +219,7 @@ def make_meta(layers, slot_keys, slot_pixels, *, tile_size=16, bins=8, output_ac
     """
     meta = {
         "format": BANK_FORMAT,
-        "version": BANK_VERSION if kind == "neural_texture" else 2,
+        "version": BANK_VERSION if kind == NEURAL_TEXTURE else 2,
         "feature_spec_version": FEATURE_SPEC_VERSION,
         "feature_names": list(FEATURE_NAMES),
         "filter_radii": (filter_radii or FilterRadii.for_object(1.0)).to_json(),
@@ -296,7 +297,7 @@ def check_bank(bank: Bank, source: str = "<memory>") -> None:
         fail(f"metadata lacks or garbles {exc}")
     if not all(isinstance(width, int) for width in layers):
         fail(f"layers {layers!r} must be integers")
-    if kind == "neural_texture":
+    if kind == NEURAL_TEXTURE:
         try:
             channels, resolution = int(meta["texture"]["channels"]), int(meta["texture"]["resolution"])
         except (KeyError, TypeError, ValueError) as exc:
@@ -312,15 +313,15 @@ def check_bank(bank: Bank, source: str = "<memory>") -> None:
             fail(f"a {kind} bank has no texture tensor")
     if len(layers) < 2 or layers[0] != N_FEATURES + channels or layers[-1] != 3 or min(layers) < 1:
         fail(f"layers {layers} must start with {N_FEATURES + channels} inputs and end with 3 outputs")
-    if not 1 <= bins <= 12 or tile_size < 1:
-        fail(f"bins {bins} (1..12) or tile size {tile_size} out of range")
-    if activation not in OUTPUT_ACTIVATIONS or dtype not in ("float32", "float16") or kind not in KINDS:
+    if not 1 <= bins <= MAX_BINS or tile_size < 1:
+        fail(f"bins {bins} (1..{MAX_BINS}) or tile size {tile_size} out of range")
+    if activation not in OUTPUT_ACTIVATIONS or dtype not in ("float32", "float16") or kind not in BANK_KINDS:
         fail(f"unknown output activation {activation!r}, weights dtype {dtype!r} or kind {kind!r}")
     if mode not in FALLBACK_MODES:
         fail(f"unknown fallback mode {mode!r}")
     if not all(np.isfinite(r) and r > 0 for r in (*radii.visibility, radii.albedo)):
         fail(f"filter radii {radii} must be positive")
-    if kind in ("single_network", "neural_texture") and (len(slot_keys) != 1 or mode != "shared_network"):
+    if kind in (SINGLE_NETWORK, NEURAL_TEXTURE) and (len(slot_keys) != 1 or mode != "shared_network"):
         fail(f"a {kind} bank has exactly one slot, used as the shared_network fallback for every key")
     p = slot_size(layers)
     expected = {
@@ -333,7 +334,7 @@ def check_bank(bank: Bank, source: str = "<memory>") -> None:
             fail(f"tensor {name} has shape {actual}, metadata says {shape}")
     if str(bank.slots.dtype) != dtype:
         fail(f"slots are {bank.slots.dtype}, metadata says {dtype}")
-    if kind == "hash_bank" and p * bank.slots.dtype.itemsize > SLOT_BYTES_LIMIT:  # baselines are torch-only
+    if kind == HASH_BANK and p * bank.slots.dtype.itemsize > SLOT_BYTES_LIMIT:  # baselines are torch-only
         fail(f"one slot is {p * bank.slots.dtype.itemsize} bytes, over the {SLOT_BYTES_LIMIT}-byte shared-memory limit")
     if bank.lut[0] != -1 or bank.lut[1:].min(initial=0) < 0 or bank.lut.max(initial=0) >= len(slot_keys):
         fail("lookup table has entries outside the slots")

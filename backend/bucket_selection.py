@@ -18,6 +18,7 @@ from backend.bank import SHARED_SLOT_KEY, Bank, make_bank
 from backend.evaluation import View, render_views
 from backend.hashing import gbuffer_tile_keys, pixel_tile_map
 from backend.metrics import to_display
+from backend.model_kinds import HASH_BANK
 
 MIN_VALIDATION_PIXELS = 256
 
@@ -45,7 +46,7 @@ def _squared_error_per_slot(bank: Bank, frames, views: list[View]) -> tuple[np.n
 def select_specialists(bank: Bank, views: list[View], device="cpu", min_pixels: int = MIN_VALIDATION_PIXELS) -> Selection:
     """The bank with every bucket that loses to the shared network on `views` replaced by it."""
     slot_keys = bank.meta["slot_keys"]
-    if bank.kind != "hash_bank" or SHARED_SLOT_KEY not in slot_keys:
+    if bank.kind != HASH_BANK or SHARED_SLOT_KEY not in slot_keys:
         return Selection(bank, [], 0)
     shared = slot_keys.index(SHARED_SLOT_KEY)
     shared_only = make_bank(bank.slots, bank.feature_mean, bank.feature_std, bank.meta)

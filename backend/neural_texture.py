@@ -21,6 +21,7 @@ import torch
 from backend.bank import Bank, unpack
 from backend.features import N_FEATURES, shading_inputs
 from backend.gbuffer import GBuffer
+from backend.model_kinds import NEURAL_TEXTURE
 from backend.network import forward
 from backend.stacked_mlp import ParameterSnapshots, StackedMLP
 
@@ -125,10 +126,10 @@ def texture_fit(texture: np.ndarray, uv_hat: torch.Tensor, uv_mean, uv_std, star
 class NeuralTextureRenderer:
     """Shades a neural_texture bank (the torch renderer's output contract: [H, W, 4])."""
 
-    name = "neural_texture"
+    name = NEURAL_TEXTURE
 
     def __init__(self, bank: Bank, device="cpu"):
-        if bank.kind != "neural_texture":
+        if bank.kind != NEURAL_TEXTURE:
             raise ValueError(f"NeuralTextureRenderer shades neural_texture banks, not {bank.kind}")
         self.bank = bank
         self.device = torch.device(device)
@@ -158,7 +159,7 @@ class NeuralTextureRenderer:
 
 def create(bank: Bank, device="cpu"):
     """The renderer training and the report shade `bank` with: this module's for neural_texture, else torch."""
-    if bank.kind == "neural_texture":
+    if bank.kind == NEURAL_TEXTURE:
         return NeuralTextureRenderer(bank, device=device)
     from backend.renderers.torch_renderer import create as torch_create
 

@@ -30,16 +30,14 @@ from backend.errors import DatasetError
 from backend.evaluation import View, load_views
 from backend.hashing import gbuffer_tile_keys
 from backend.metrics import flip_map, psnr_from_mse, ssim, to_display
+from backend.model_kinds import (BASELINE_KINDS, DESCRIPTIONS, HASH_BANK, NEURAL_TEXTURE, SINGLE_COST, SINGLE_NETWORK,
+                                 TEACHER, companion_suffix)
 from backend.neural_texture import create as create_texture_renderer, multiply_adds
 from backend.renderers import get_renderer
 from backend import report_figures as figures
 from backend.teacher_labels import teacher_path
 
-BASELINES = {"single_cost": "one network, same per-pixel cost",
-             "single_params": "one network, same total parameters (width capped)",
-             "neural_texture": "a learned UV feature texture in front of one network (what Deferred Neural "
-                               "Rendering or neural materials would use)",
-             "teacher": "the others' teacher, trained on the labelled views only"}
+COMPANIONS = (*BASELINE_KINDS, NEURAL_TEXTURE, TEACHER)  # what `train` may have written beside a bank
 TIMING_RUNS = 5
 
 
@@ -47,13 +45,21 @@ class ReportCancelled(Exception):
     """`should_stop` answered True: no report was written (an older one at that path is left as it was)."""
 
 
-def find_models(bank_path: Path) -> dict[str, Path]:
-    """The bank plus the baselines `train --baselines` and the teacher it trained wrote next to it."""
-    models = {"hash_bank": bank_path}
-    for name in BASELINES:
-        path = teacher_path(bank_path) if name == "teacher" else companion_path(bank_path, f".{name}.nfbank")
-        if path.exists():
-            models[name] = path
+def model_name(bank: Bank) -> str:
+    """What the report calls a bank: its model kind (a single network says which baseline it is)."""
+    if bank.kind == SINGLE_NETWORK:
+        return bank.provenance.get("model", SINGLE_NETWORK)
+    return bank.kind
+
+
+def find_models(bank_path: Path) -> dict[str, Bank]:
+    """The bank (first), then the baselines `train --baselines` and the teacher it trained wrote next to it."""
+    bank = load_bank(bank_path)
+    models = {model_name(bank): (bank_path, bank)}
+    for name in COMPANIONS:
+        path = teacher_path(bank_path) if name == TEACHER else companion_path(bank_path, companion_suffix(name))
+        if name not in models and path.exists():
+            models[name] = (path, load_bank(path))
     return models
 
 
@@ -163,8 +169,8 @@ def write_report(bank_path, data_dir, out_dir, renderer: str = "torch", device: 
     splits = {s: dataset.indices(s) for s in ("val", "test")}
     if not splits["test"]:
         raise DatasetError(f"{dataset.root}: the dataset has no test samples to report on; generate more samples")
-    paths = find_models(bank_path)
-    models = {name: load_bank(path) for name, path in paths.items()}
+    found = find_models(bank_path)
+    paths, models = {n: path for n, (path, _) in found.items()}, {n: bank for n, (_, bank) in found.items()}
     check()
     views = {s: load_views(dataset, ids) for s, ids in splits.items()}
     check()
@@ -193,13 +199,13 @@ def _options(name: str, device: str) -> dict:
 
 def _build(work: Path, paths: dict[str, Path], dataset, models: dict[str, Bank], views: dict, renderer_name: str,
            device: str, check: Callable[[], None]) -> dict:
-    bank = models["hash_bank"]
-    bank_path = paths["hash_bank"]
+    primary = next(iter(models))  # the bank the report is about; the others are its baselines
+    bank, bank_path, divided = models[primary], paths[primary], primary == HASH_BANK
     results: dict[str, dict] = {}
     pictures: list[dict] = []
     renderers = {}
     for name, model in models.items():
-        if model.kind == "neural_texture":  # only backend.neural_texture shades it (no tile kernel)
+        if model.kind == NEURAL_TEXTURE:  # only backend.neural_texture shades it (no tile kernel)
             renderer = renderers[name] = create_texture_renderer(model, device)
         else:
             renderer = renderers[name] = get_renderer(renderer_name, model, **_options(renderer_name, device))
@@ -219,26 +225,28 @@ def _build(work: Path, paths: dict[str, Path], dataset, models: dict[str, Bank],
                 frame = renderer.render(view.gbuffer)[..., :3]
                 error = flip_map(frame, view.ground_truth)
                 view_scores = scores.add(view, frame, error)
-                if split == "test" and name == "hash_bank":
+                if split == "test" and name == primary:
                     pictures.append(_view_pictures(work, view, frame, error, view_scores))
             results[name][split] = scores.summary()
     test_views = views["test"]
-    neural_ms = time_renderer(renderers["hash_bank"], test_views, check)
+    neural_ms = time_renderer(renderers[primary], test_views, check)
     cycles_s = statistics.fmean(dataset.record(v.index)["seconds"]["ground_truth"] for v in test_views)
     speedup = cycles_s * 1e3 / neural_ms
     width, height = test_views[0].gbuffer.width, test_views[0].gbuffer.height
     largest = max(test_views, key=lambda v: int(v.mask.sum()))
     check()
-    figure_files = _figures(work, bank, results, largest, bank_path)
+    figure_files = _figures(work, bank, primary, results, largest, bank_path)
     headline = {
-        "test_psnr": results["hash_bank"]["test"]["psnr"],
-        **{f"test_psnr_{name}": results[name]["test"]["psnr"] for name in models if name != "hash_bank"},
-        "unseen_key_share_test": unseen_share(bank, test_views),
-        "seam_ratio_test": results["hash_bank"]["test"]["seam_ratio"],
-        "seam_step_ratio_test": results["hash_bank"]["test"]["seam_step_ratio"],
+        "model": primary,
+        "test_psnr": results[primary]["test"]["psnr"],
+        **{f"test_psnr_{name}": results[name]["test"]["psnr"] for name in models if name != primary},
+        # a single network has no keys to miss
+        "unseen_key_share_test": unseen_share(bank, test_views) if divided else None,
+        "seam_ratio_test": results[primary]["test"]["seam_ratio"],
+        "seam_step_ratio_test": results[primary]["test"]["seam_step_ratio"],
         "speedup_vs_cycles": speedup,
     }
-    headline["aims"] = aims(results)
+    headline["aims"] = aims(results, primary)
     return {
         "bank": str(bank_path), "dataset": str(dataset.root), "renderer": renderer_name, "device": device,
         "metric_notes": "PSNR/SSIM/FLIP on sRGB display images (radiance clipped to [0,1]), face pixels only; "
@@ -247,9 +255,9 @@ def _build(work: Path, paths: dict[str, Path], dataset, models: dict[str, Bank],
                         "face pixels across tile borders / within tiles (sees a tile's whole-tile bias)",
         "headline": headline,
         "models": results,
-        "unseen_key_share": {s: unseen_share(bank, v) for s, v in views.items() if v},
+        "unseen_key_share": {s: unseen_share(bank, v) for s, v in views.items() if v and divided},
         "fallback": {"mode": bank.fallback_mode, "slot": bank.fallback_slot,
-                     "val_psnr_by_mode": bank.provenance.get("fallback_val_psnr", {})},
+                     "val_psnr_by_mode": bank.provenance.get("fallback_val_psnr", {})} if divided else None,
         "buckets": {"slots": bank.n_slots, "slot_keys": bank.slot_keys, "slot_pixels": bank.slot_pixels},
         "timing": {"resolution": [width, height], "neural_ms_per_frame": neural_ms, "neural_renderer": renderer_name,
                    "cycles_s_per_frame": cycles_s,
@@ -266,20 +274,26 @@ AIM_BEST_DB = 34.0  # the best model on the test views
 AIM_SEAM_STEP_RATIO = 1.2  # no visible tile seams
 
 
-def aims(results: dict) -> list[dict]:
-    """The division-of-labour aims (docs/training.md), each with its measured value and whether it is met."""
+def aims(results: dict, primary: str = HASH_BANK) -> list[dict]:
+    """The division-of-labour aims (docs/training.md), each with its measured value and whether it is met.
+
+    The gain and seam aims are the hash bank's: a report on a single network only has the best-model aim.
+    """
     test = {name: r["test"] for name, r in results.items() if "test" in r}
-    bank = test["hash_bank"]
     out = []
-    if "single_cost" in test:
-        gain = bank["psnr"] - test["single_cost"]["psnr"]
+    best = max(test, key=lambda name: test[name]["psnr"])
+    best_aim = {"aim": f"best model >= {AIM_BEST_DB:.0f} dB test PSNR", "value": f"{best} {test[best]['psnr']:.2f}",
+                "met": test[best]["psnr"] >= AIM_BEST_DB}
+    if primary != HASH_BANK:
+        return [best_aim]
+    bank = test[HASH_BANK]
+    if SINGLE_COST in test:
+        gain = bank["psnr"] - test[SINGLE_COST]["psnr"]
         out.append({"aim": f"hash bank >= single_cost + {AIM_GAIN_DB:.1f} dB test PSNR", "value": round(gain, 3),
                     "met": gain >= AIM_GAIN_DB})
-        better = bank["ssim"] > test["single_cost"]["ssim"] and bank["flip"] < test["single_cost"]["flip"]
+        better = bank["ssim"] > test[SINGLE_COST]["ssim"] and bank["flip"] < test[SINGLE_COST]["flip"]
         out.append({"aim": "hash bank better than single_cost in SSIM and FLIP too", "value": better, "met": better})
-    best = max(test, key=lambda name: test[name]["psnr"])
-    out.append({"aim": f"best model >= {AIM_BEST_DB:.0f} dB test PSNR", "value": f"{best} {test[best]['psnr']:.2f}",
-                "met": test[best]["psnr"] >= AIM_BEST_DB})
+    out.append(best_aim)
     ratio = bank["seam_step_ratio"]
     out.append({"aim": f"seam step ratio <= {AIM_SEAM_STEP_RATIO}", "value": ratio,
                 "met": ratio is not None and ratio <= AIM_SEAM_STEP_RATIO})
@@ -297,19 +311,23 @@ def _view_pictures(work: Path, view: View, frame: np.ndarray, error: np.ndarray,
     }
 
 
-def _figures(work: Path, bank: Bank, results: dict, view: View, bank_path: Path) -> dict:
-    keys = gbuffer_tile_keys(view.gbuffer, bank.tile_size, bank.bins)
-    albedo = to_display(view.gbuffer.albedo.transpose(1, 2, 0))
-    seen = bank.lut_seen[keys].astype(bool) | (keys == 0)
-    files = {
-        "keys": figures.save_png(figures.key_picture(keys, seen, albedo.shape[:2], bank.tile_size, albedo),
-                                 work / "tile_keys.png", scale=2),
-        "buckets": figures.bucket_chart(bank.slot_pixels, work / "bucket_sizes.png"),
+def _figures(work: Path, bank: Bank, primary: str, results: dict, view: View, bank_path: Path) -> dict:
+    files = {}
+    if primary == HASH_BANK:
+        keys = gbuffer_tile_keys(view.gbuffer, bank.tile_size, bank.bins)
+        albedo = to_display(view.gbuffer.albedo.transpose(1, 2, 0))
+        seen = bank.lut_seen[keys].astype(bool) | (keys == 0)
+        files["keys"] = figures.save_png(figures.key_picture(keys, seen, albedo.shape[:2], bank.tile_size, albedo),
+                                         work / "tile_keys.png", scale=2)
+        files["buckets"] = figures.bucket_chart(bank.slot_pixels, work / "bucket_sizes.png")
+    files |= {
         "seams": figures.bar_chart({n: r["test"]["seam_step_ratio"] or 0.0 for n, r in results.items()},
                                    work / "tile_seams.png", "Tile seams on test views",
                                    "step error across / within tiles", reference=1.0),
         "psnr": figures.bar_chart({n: r["test"]["psnr"] for n, r in results.items()}, work / "psnr.png",
                                   "Test PSNR (face pixels)", "dB"),
+        "cost": figures.cost_chart({n: (r["multiply_adds_per_pixel_light"], r["test"]["psnr"]) for n, r in results.items()},
+                                   work / "quality_against_cost.png"),
     }
     for name in results:
         curve = companion_path(results[name]["bank"], ".curve.png")
@@ -356,13 +374,16 @@ def _html(m: dict) -> str:
         + "".join(f"<td><img src='{v[k]}'></td>" for k in ("gbuffer", "neural", "cycles", "error")) + "</tr>"
         for v in m["views"])
     figs = "".join(f"<figure><img src='{f}'><figcaption>{esc(k)}</figcaption></figure>" for k, f in m["figures"].items())
-    unseen = ", ".join(f"{s}: {100 * x:.1f}%" for s, x in m["unseen_key_share"].items())
-    fallback = m["fallback"]
+    keys_note = ""
+    if m["fallback"] is not None:  # a hash bank: its tiles' keys may have had no bucket
+        unseen = ", ".join(f"{s}: {100 * x:.1f}%" for s, x in m["unseen_key_share"].items())
+        measured = ", ".join(f"{mode} {psnr:.2f} dB" for mode, psnr in m["fallback"]["val_psnr_by_mode"].items())
+        keys_note = (f"<p>Tiles with keys unseen in training: {unseen}. Their fallback: "
+                     f"<b>{esc(m['fallback']['mode'])}</b>, chosen on the validation views ({esc(measured)}).</p>")
     aims_rows = "".join(f"<tr><td>{esc(a['aim'])}</td><td>{esc(str(a['value']))}</td>"
                         f"<td>{'met' if a['met'] else '<b>not met</b>'}</td></tr>" for a in m["headline"].get("aims", []))
-    given = "".join(f"<tr><td>{esc(name)}</td><td>{esc(_given(r['provenance']))}</td></tr>"
-                    for name, r in m["models"].items())
-    measured = ", ".join(f"{mode} {psnr:.2f} dB" for mode, psnr in fallback["val_psnr_by_mode"].items())
+    given = "".join(f"<tr><td>{esc(name)}</td><td>{esc(DESCRIPTIONS.get(name, ''))}</td>"
+                    f"<td>{esc(_given(r['provenance']))}</td></tr>" for name, r in m["models"].items())
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Neural face report</title>
 <style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;
 padding:4px 8px}} img{{image-rendering:pixelated;max-width:100%}} figure{{display:inline-block;margin:1em}}
@@ -377,9 +398,8 @@ on {esc(m['device'])}.</p>
 <h2>Aims</h2>
 <table><tr><th>aim</th><th>measured</th><th></th></tr>{aims_rows}</table>
 <h2>What each model was given</h2>
-<table><tr><th>model</th><th>training data and start</th></tr>{given}</table>
-<p>Tiles with keys unseen in training: {unseen}. Their fallback: <b>{esc(fallback['mode'])}</b>, chosen on the
-validation views ({esc(measured)}).</p>
+<table><tr><th>model</th><th>what it is</th><th>training data and start</th></tr>{given}</table>
+{keys_note}
 <h2>Speed</h2>
 <p>Neural ({esc(t['neural_renderer'])}): {t['neural_ms_per_frame']:.1f} ms per {t['resolution'][0]}x{t['resolution'][1]}
 frame; Cycles: {t['cycles_s_per_frame']:.2f} s per frame ({esc(t['cycles_source'])}).

@@ -10,6 +10,7 @@ from backend.atomic import atomic_path
 from backend.gbuffer import GBuffer
 from backend.hashing import pixel_tile_map
 from backend.metrics import to_display
+from backend.model_kinds import HASH_BANK
 
 
 def save_png(image: np.ndarray, path: Path, scale: int = 1) -> str:
@@ -65,11 +66,7 @@ def key_picture(tile_keys: np.ndarray, seen: np.ndarray, shape: tuple[int, int],
 
 
 def bar_chart(values: dict[str, float], path: Path, title: str, ylabel: str, reference: float | None = None) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, axis = plt.subplots(figsize=(6, 3.2))
     axis.bar(list(values), list(values.values()), color=["tab:red", "tab:blue", "tab:green", "tab:gray"][: len(values)])
     if reference is not None:
@@ -83,11 +80,7 @@ def bar_chart(values: dict[str, float], path: Path, title: str, ylabel: str, ref
 
 
 def bucket_chart(slot_pixels: list[int], path: Path) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     counts = sorted(slot_pixels, reverse=True)
     fig, axis = plt.subplots(figsize=(7, 3.2))
     axis.bar(range(len(counts)), counts, width=1.0, color="tab:red")
@@ -99,3 +92,53 @@ def bucket_chart(slot_pixels: list[int], path: Path) -> str:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path.name
+
+
+def cost_chart(points: dict[str, tuple[int, float]], path: Path) -> str:
+    """Test PSNR against multiply-adds per pixel and light, one labelled point per model (the talk's claim:
+    specialists reach one network's quality at a fraction of its cost)."""
+    plt = _pyplot()
+    fig, axis = plt.subplots(figsize=(6, 3.6))
+    for name, (cost, psnr) in points.items():
+        axis.scatter([cost], [psnr], color="tab:red" if name == HASH_BANK else "tab:blue", zorder=3)
+        axis.annotate(name, (cost, psnr), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    axis.set_xscale("log")
+    axis.set_xlabel("multiply-adds per pixel and light")
+    axis.set_ylabel("test PSNR (dB, face pixels)")
+    axis.set_title("Quality against per-pixel cost")
+    axis.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path.name
+
+
+def plot_curve(history: list[dict], path: Path, title: str) -> Path:
+    """Training loss and validation PSNR against steps, as a PNG beside a bank (written atomically)."""
+    plt = _pyplot()
+    steps = [h["step"] for h in history]
+    fig, loss_axis = plt.subplots(figsize=(7, 4))
+    loss_axis.semilogy(steps, [h["loss"] for h in history], color="tab:blue")
+    loss_axis.set_xlabel("step")
+    loss_axis.set_ylabel("training loss", color="tab:blue")
+    psnr_axis = loss_axis.twinx()
+    psnr_axis.plot(steps, [h["val_psnr"] for h in history], color="tab:red", marker=".")
+    psnr_axis.set_ylabel("validation PSNR (dB, face pixels)", color="tab:red")
+    loss_axis.set_title(title)
+    fig.tight_layout()
+    try:
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=100)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def _pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display on a server or in Blender's backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt

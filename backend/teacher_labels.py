@@ -16,6 +16,7 @@ import numpy as np
 
 from backend.bank import Bank, companion_path
 from backend.buckets import PixelRecords, merge, sample_records
+from backend.model_kinds import HASH_BANK, MODEL_KINDS, companion_suffix
 from backend.prefilter import FilterRadii
 from backend.neural_texture import create
 
@@ -39,7 +40,7 @@ def teacher_records(teacher: Bank, dataset, indices, tile_size: int, bins: int, 
     return merge(parts) if parts else None
 
 
-BASELINE_SUFFIXES = (".single_cost.nfbank", ".single_params.nfbank", ".neural_texture.nfbank")
+COMPANION_SUFFIXES = tuple(companion_suffix(kind) for kind in MODEL_KINDS if kind != HASH_BANK)
 
 
 def teacher_path(bank_path) -> Path:
@@ -49,7 +50,7 @@ def teacher_path(bank_path) -> Path:
     the bank's teacher `NAME.teacher.nfbank`, so one teacher is trained for all of them.
     """
     path = Path(bank_path)
-    for suffix in BASELINE_SUFFIXES:
+    for suffix in COMPANION_SUFFIXES:
         if path.name.endswith(suffix) and len(path.name) > len(suffix):
             path = path.with_name(path.name.removesuffix(suffix) + ".nfbank")
             break

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 import backend
-from backend.atomic import atomic_open, atomic_path
+from backend.atomic import atomic_open
 from backend.bank import (FALLBACK_MODES, OUTPUT_ACTIVATIONS, SHARED_SLOT_KEY, Bank, companion_path, load_bank,
                           make_bank, make_meta, save_bank, slot_size)
 from backend.bucket_selection import select_specialists
@@ -35,22 +35,20 @@ from backend.dataset import open_dataset
 from backend.errors import DatasetError, UserError
 from backend.evaluation import load_views, mean_psnr
 from backend.features import N_FEATURES
-from backend.neural_texture import (TEXTURE_CHANNELS, TEXTURE_RESOLUTION, NeuralTextureModel, folded_rows,
-                                    texture_fit)
+from backend.hashing import MAX_BINS
+from backend.model_kinds import BANK_KIND_OF, HASH_BANK, MODEL_KINDS, NEURAL_TEXTURE, SINGLE_PARAMS, TEACHER_KINDS
+from backend.neural_texture import TEXTURE_CHANNELS, TEXTURE_RESOLUTION, NeuralTextureModel
 from backend.prefilter import FilterRadii
+from backend.report_figures import plot_curve
 from backend.stacked_mlp import StackedMLP
 from backend.teacher_labels import teacher_path, teacher_records
+from backend.warm_start import WARM_START_LR_SCALE, warm_start
 
-KINDS = ("hash_bank", "single_cost", "single_params", "neural_texture")
-TEACHER_KINDS = ("single_cost", "neural_texture")  # what `teacher="auto"` trains on the labelled pixels
 LOSS_SPACES = ("log", "tonemap", "linear")
 LOG_EPS = 1e-3  # radiance floor of the log loss: below it, errors are invisible on a display
 DEFAULT_STEPS = 2000
 MIN_BUCKET_SHARE = 0.0025  # default share of the training pixels a key needs for a network of its own
 MIN_PSNR_GAIN = 0.05  # dB an evaluation must gain to count as an improvement for early stopping
-FOLD_AFFINE = False  # fold a neural-texture source as an affine function of UV per network, not its mean
-# (measured: no better, docs/training.md)
-WARM_START_LR_SCALE = 0.2  # learning rate of networks that start from the teacher, relative to --lr
 
 
 @dataclass
@@ -68,7 +66,7 @@ class TrainConfig:
     checkpoint_every: int = 200
     eval_every: int = 100
     patience: int = 8  # evaluations without improvement before stopping; 0 never stops early
-    kind: str = "hash_bank"
+    kind: str = HASH_BANK
     loss_space: str = "tonemap"
     output_activation: str = "exp"
     fallback: str = "auto"  # nearest_key, shared_network, or auto: the better on validation views
@@ -79,17 +77,19 @@ class TrainConfig:
     select_specialists: bool = True  # a bucket losing to the shared network on validation views gets its weights
     teacher: str | None = "auto"  # bank whose shading of the unlabelled views adds training pixels;
     # "auto": with unlabelled views, train a teacher of teacher_kind on the labelled pixels first (or reuse it)
-    teacher_kind: str = "neural_texture"  # or single_cost (one MLP of the bank's layers); docs/training.md
+    teacher_kind: str = NEURAL_TEXTURE  # or single_cost (one MLP of the bank's layers); docs/training.md
     teacher_widths: tuple[int, ...] | None = None  # the teacher's hidden widths; None: widths
     texture_channels: int = TEXTURE_CHANNELS  # neural_texture models: learned channels per texel
     texture_resolution: int = TEXTURE_RESOLUTION  # and texels per side
     warm_from: str | None = None  # bank to start every network from instead of the teacher (same layers,
     # or a neural_texture bank of the same hidden widths, folded: backend.neural_texture.folded_rows)
+    warm_start: bool = True  # start from warm_from or the teacher (backend.warm_start); False: random start,
+    # the teacher's labels only
 
     def validate(self) -> None:
         problems = []
-        if self.kind not in KINDS:
-            problems.append(f"kind {self.kind!r} (choose {', '.join(KINDS)})")
+        if self.kind not in MODEL_KINDS:
+            problems.append(f"kind {self.kind!r} (choose {', '.join(MODEL_KINDS)})")
         if self.loss_space not in LOSS_SPACES:
             problems.append(f"loss space {self.loss_space!r} (choose {', '.join(LOSS_SPACES)})")
         if self.output_activation not in OUTPUT_ACTIVATIONS:
@@ -106,8 +106,8 @@ class TrainConfig:
             problems.append("steps and minutes must be positive")
         if not self.widths or min(self.widths) < 1 or min(self.batch, self.checkpoint_every, self.eval_every) < 1:
             problems.append("widths, batch, checkpoint and evaluation intervals must be positive")
-        if not 1 <= self.bins <= 12 or self.tile_size < 1:
-            problems.append(f"bins {self.bins} (1..12) or tile size {self.tile_size}")
+        if not 1 <= self.bins <= MAX_BINS or self.tile_size < 1:
+            problems.append(f"bins {self.bins} (1..{MAX_BINS}) or tile size {self.tile_size}")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             problems.append("device cuda, but torch sees no CUDA device")
         if problems:
@@ -115,7 +115,7 @@ class TrainConfig:
 
     @property
     def layers(self) -> list[int]:
-        inputs = N_FEATURES + (self.texture_channels if self.kind == "neural_texture" else 0)
+        inputs = N_FEATURES + (self.texture_channels if self.kind == NEURAL_TEXTURE else 0)
         return [inputs, *self.widths, 3]
 
     @property
@@ -203,7 +203,7 @@ def build_problem(buckets: Buckets, config: TrainConfig, radii: FilterRadii,
     own = buckets.count >= threshold
     n_hash_networks = int(own.sum()) + 1  # + the shared fallback network
     layers = config.layers
-    if config.kind == "hash_bank":
+    if config.kind == HASH_BANK:
         if not own.any():
             raise UserError(f"no tile key has {threshold} training pixels (the largest bucket has "
                             f"{int(buckets.count.max())}); lower --min-bucket-pixels or generate more samples")
@@ -213,7 +213,7 @@ def build_problem(buckets: Buckets, config: TrainConfig, radii: FilterRadii,
         per_network = config.batch
     else:  # one network, fed as many pixels per step as the whole hash bank
         slot_keys, start, count, per_network = [SHARED_SLOT_KEY], [0], [total], config.batch * n_hash_networks
-        if config.kind == "single_params":
+        if config.kind == SINGLE_PARAMS:
             width = same_params_width(config, n_hash_networks * slot_size(config.layers))
             layers = [N_FEATURES, *[width] * len(config.widths), 3]
         # neural_texture: config.layers already has the texture's channels as extra inputs
@@ -254,44 +254,87 @@ def loss_per_network(pred: torch.Tensor, target: torch.Tensor, space: str) -> to
 # --- banks ---------------------------------------------------------------------------------------
 
 
+def fallback_candidates(config: TrainConfig) -> tuple[str, ...]:
+    """The fallback modes the bank may be written with; validation during training uses the first.
+
+    `auto` scores every mode on the validation views at the end and keeps the best; a single
+    network is its own fallback.
+    """
+    if config.kind != HASH_BANK:
+        return ("shared_network",)
+    return FALLBACK_MODES if config.fallback == "auto" else (config.fallback,)
+
+
 def to_bank(model, problem: Problem, config: TrainConfig, fallback: str, provenance: dict) -> Bank:
     rows = model.slot_rows()
     slot_keys = list(problem.slot_keys)
     pixels = problem.count.tolist()
-    kind = {"hash_bank": "hash_bank", "neural_texture": "neural_texture"}.get(config.kind, "single_network")
-    if kind != "hash_bank":
-        fallback = "shared_network"
-    elif fallback == "nearest_key":  # the shared network is not needed
+    kind = BANK_KIND_OF[config.kind]
+    if fallback == "nearest_key":  # the shared network is not needed
         rows, slot_keys, pixels = rows[:-1], slot_keys[:-1], pixels[:-1]
     shared = slot_keys.index(SHARED_SLOT_KEY) if fallback == "shared_network" else None
     meta = make_meta(problem.layers, slot_keys, pixels, tile_size=config.tile_size, bins=config.bins,
                      output_activation=config.output_activation, fallback=fallback, shared_slot=shared,
                      kind=kind, filter_radii=problem.filter_radii, provenance=provenance,
-                     texture=None if kind != "neural_texture" else
+                     texture=None if kind != NEURAL_TEXTURE else
                      {"channels": config.texture_channels, "resolution": config.texture_resolution})
     return make_bank(rows, problem.feature_mean, problem.feature_std, meta,
-                     model.texture_array() if kind == "neural_texture" else None)
+                     model.texture_array() if kind == NEURAL_TEXTURE else None)
 
 
-# --- checkpoints ---------------------------------------------------------------------------------
+# --- the loop's state and its checkpoint ---------------------------------------------------------
+
+CHECKPOINT_VERSION = 2  # 2: the whole loop state as one TrainState
 
 
-def save_checkpoint(path: Path, state: dict) -> None:
+@dataclass
+class TrainState:
+    """Everything the training loop changes, saved as it is in every checkpoint.
+
+    `--resume` loads it back and continues bit for bit, as if the run had never stopped.
+    """
+
+    step: int = 0
+    history: list[dict] = field(default_factory=list)  # one entry per validation
+    best_psnr: float = -math.inf
+    best_step: int = 0
+    best_params: list | None = None  # the model's parameters at best_psnr
+    evals_since_best: int = 0
+    seconds: float = 0.0  # training time of this run and of those it resumes, at the last capture
+    params: list | None = None  # the model, optimizer and sampling generator at the last capture
+    optimizer: dict | None = None
+    generator: torch.Tensor | None = None
+
+    def capture(self, model, optimizer, generator: torch.Generator, seconds: float) -> None:
+        self.params, self.optimizer, self.generator = model.state(), optimizer.state_dict(), generator.get_state()
+        self.seconds = seconds
+
+    def restore(self, model, optimizer, generator: torch.Generator) -> None:
+        model.load_state(self.params)
+        optimizer.load_state_dict(self.optimizer)
+        generator.set_state(self.generator)
+
+
+def save_checkpoint(path: Path, state: TrainState, fingerprint: str, manifest_sha: str) -> None:
     with atomic_open(path) as stream:
-        torch.save(state, stream)
+        torch.save({"version": CHECKPOINT_VERSION, "fingerprint": fingerprint, "manifest_sha256": manifest_sha,
+                    "state": vars(state)}, stream)
 
 
-def load_checkpoint(path: Path, config: TrainConfig, manifest_sha: str) -> dict | None:
+def load_checkpoint(path: Path, config: TrainConfig, manifest_sha: str) -> TrainState | None:
     if not path.exists():
         return None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        saved = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
         raise UserError(f"{path}: unreadable checkpoint ({exc}); delete it or train without --resume") from exc
-    if state.get("fingerprint") != config.fingerprint() or state.get("manifest_sha256") != manifest_sha:
+    if saved.get("version") != CHECKPOINT_VERSION:
+        raise UserError(f"{path}: a checkpoint of an older version of this code; train without --resume "
+                        "to start over")
+    if saved.get("fingerprint") != config.fingerprint() or saved.get("manifest_sha256") != manifest_sha:
         raise UserError(f"{path}: checkpoint was made with other training settings or data; "
                         "train without --resume to start over")
-    return state
+    return TrainState(**saved["state"])
 
 
 # --- the loop ------------------------------------------------------------------------------------
@@ -310,7 +353,26 @@ def manifest_sha256(dataset) -> str:
     return hashlib.sha256((Path(dataset.root) / "manifest.json").read_bytes()).hexdigest()
 
 
+def train_step(model, optimizer, problem: Problem, generator: torch.Generator, loss_space: str) -> float:
+    """One Adam step of every network on its own freshly sampled pixels; returns the mean loss."""
+    n_networks, m = len(problem.slot_keys), problem.pixels_per_network
+    # Sampled on the CPU generator so a seed gives the same pixels on every device.
+    offsets = (torch.rand(n_networks, m, generator=generator) * problem.count[:, None]).long()
+    rows = (problem.start[:, None] + offsets).to(problem.features.device)
+    x = problem.features[rows]  # [R, M, L, F]
+    n_lights = x.shape[2]
+    transfer = model(x.view(n_networks, m * n_lights, -1)).view(n_networks, m, n_lights, 3)
+    pred = (transfer * problem.factor[rows]).sum(2)
+    losses = loss_per_network(pred, problem.target[rows], loss_space)
+    optimizer.zero_grad(set_to_none=True)
+    losses.sum().backward()  # a sum keeps every network's gradient its own
+    optimizer.step()
+    return float(losses.detach().mean())
+
+
 class Trainer:
+    """One model's training run: set-up, the loop (validation, early stop, checkpoints), the bank."""
+
     def __init__(self, config: TrainConfig, on_progress, should_stop):
         self.config = config
         self.on_progress = on_progress or (lambda progress: None)
@@ -318,12 +380,13 @@ class Trainer:
         self.out = Path(config.out)
         self.checkpoint_path = companion_path(self.out, ".ckpt")
         self.started = time.monotonic()
-        self.elapsed_before = 0.0  # seconds spent by runs this one resumes
+        self.state = TrainState()
+        self.seconds_before = 0.0  # training time of the runs this one resumes
         self.base_lr = config.lr  # lowered for networks that start from the teacher
 
     @property
     def elapsed(self) -> float:
-        return self.elapsed_before + time.monotonic() - self.started
+        return self.seconds_before + time.monotonic() - self.started
 
     def done_fraction(self, step: int) -> float:
         """How much of the budget (steps or minutes, whichever runs out first) is spent, 0..1+."""
@@ -335,54 +398,12 @@ class Trainer:
         eta = self.elapsed * (1 - done) / done if done > 0 else None
         self.on_progress(TrainProgress(step, self.config.step_limit, loss, val_psnr, self.elapsed, eta, phase))
 
-    def budget_left(self, step: int) -> bool:
-        return self.done_fraction(step) < 1.0
-
     def schedule(self, step: int) -> float:
         """Cosine decay of the learning rate to 5% over the budget."""
         done = min(self.done_fraction(step), 1.0)
         return self.base_lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * done)))
 
-    def warm_start(self, model, problem: Problem, source: Bank | None) -> str | None:
-        """Start every network from `source`, the teacher or `warm_from` (KiloNeRF's distillation, then fine-tuning).
-
-        Each bucket then only learns how its patch of face differs from the source, which its
-        few views can tell it; the learning rate is lowered so that it stays near the source.
-        `single_cost` starts from it too, so that it gets everything the hash bank gets. A plain
-        network copies a source of its own layers; a neural-texture source of the same hidden widths
-        is folded (backend.neural_texture.folded_rows): each network gets the source with its texture
-        held at the mean over that network's own training pixels. Returns how it started, or None.
-        """
-        config = self.config
-        if source is None:
-            return None
-        n = len(problem.slot_keys)
-        if config.kind == "neural_texture":
-            if source.kind != "neural_texture" or source.layers != problem.layers or \
-                    tuple(source.texture.shape) != tuple(model.texture.shape):
-                return None
-            model.mlp.load_rows(source.slots[:1])
-            with torch.no_grad():
-                model.texture.copy_(torch.from_numpy(np.asarray(source.texture)))
-            how = "copy"
-        elif source.kind == "neural_texture":
-            if source.layers[1:] != problem.layers[1:]:
-                return None
-            model.load_rows(folded_rows(source, self.texture_fit(problem, source)))
-            how = "fold"
-        elif source.layers == problem.layers:  # single_params is wider: it only gets the labels
-            model.load_rows(np.broadcast_to(source.slots[0], (n, source.slots.shape[1])))
-            how = "copy"
-        else:
-            return None
-        self.base_lr = config.lr * WARM_START_LR_SCALE
-        return how
-
-    @staticmethod
-    def texture_fit(problem: Problem, source: Bank) -> np.ndarray:
-        """[R, 3, C]: the source's texture as an affine function of UV over each network's training pixels."""
-        return texture_fit(source.texture, problem.features[:, 0, :2].cpu(), problem.feature_mean[:2],
-                           problem.feature_std[:2], problem.start, problem.count, affine=FOLD_AFFINE)
+    # --- set-up
 
     def run(self) -> TrainResult:
         config = self.config
@@ -393,7 +414,7 @@ class Trainer:
         radii = FilterRadii.for_object(dataset.bounding_radius)
         store = BucketStore.beside(self.out, dataset, config.tile_size, config.bins, radii)
         store.update(train_ids, on_sample=lambda i: self.progress(0, float("nan"), None, "buckets"))
-        buckets, teacher_pixels, teacher, source = store.load(train_ids), 0, None, None
+        buckets, teacher_pixels, teacher = store.load(train_ids), 0, None
         unlabelled = dataset.indices("unlabelled")
         if config.teacher not in (None, "auto") and unlabelled:
             teacher = load_bank(config.teacher)
@@ -408,14 +429,16 @@ class Trainer:
         views = load_views(dataset, val_ids)
         generator = torch.Generator().manual_seed(config.seed)
         torch.manual_seed(config.seed)
-        if config.kind == "neural_texture":
+        if config.kind == NEURAL_TEXTURE:
             model = NeuralTextureModel(problem.layers, config.texture_channels, config.texture_resolution,
                                        config.output_activation, problem.initial_output, generator, config.device,
                                        problem.feature_mean, problem.feature_std)
         else:
             model = StackedMLP(len(problem.slot_keys), problem.layers, config.output_activation,
                                problem.initial_output, generator, config.device)
-        warm = self.warm_start(model, problem, source)
+        warm = warm_start(model, problem, source, config.kind) if source is not None and config.warm_start else None
+        if warm is not None:
+            self.base_lr = config.lr * WARM_START_LR_SCALE
         optimizer = torch.optim.Adam(model.params, lr=self.base_lr)
         provenance = {"dataset": str(Path(config.data).resolve()), "manifest_sha256": manifest_sha256(dataset),
                       "seed": config.seed, "device": config.device, "backend_version": backend.__version__,
@@ -429,132 +452,89 @@ class Trainer:
                       "unlabelled_samples": len(unlabelled) if teacher_pixels else 0, "warm_start": warm is not None,
                       "warm_start_from": None if warm is None else config.warm_from or config.teacher,
                       "warm_start_how": warm}
-        training_fallback = "nearest_key" if config.fallback == "auto" else config.fallback
-
-        step, history, best = 0, [], {"psnr": -math.inf, "step": 0, "params": model.state()}
-        evals_since_best = 0
-        state = load_checkpoint(self.checkpoint_path, config, provenance["manifest_sha256"]) if config.resume else None
-        if state is not None:
-            model.load_state(state["params"])
-            optimizer.load_state_dict(state["optimizer"])
-            generator.set_state(state["generator"])
-            step, history, best = state["step"], state["history"], state["best"]
-            evals_since_best, self.elapsed_before = state["evals_since_best"], state["elapsed"]
-
-        def checkpoint():
-            save_checkpoint(self.checkpoint_path, {
-                "fingerprint": config.fingerprint(), "manifest_sha256": provenance["manifest_sha256"],
-                "params": model.state(), "optimizer": optimizer.state_dict(),
-                "generator": generator.get_state(), "step": step, "history": history, "best": best,
-                "evals_since_best": evals_since_best, "elapsed": self.elapsed})
-
-        def evaluate():
-            nonlocal best, evals_since_best
-            self.progress(step, loss_value, best["psnr"] if history else None, "validate")
-            psnr = mean_psnr(to_bank(model, problem, config, training_fallback, provenance), views, config.device)
-            history.append({"step": step, "loss": loss_value, "val_psnr": psnr, "seconds": self.elapsed})
-            if psnr > best["psnr"] + MIN_PSNR_GAIN:
-                best, evals_since_best = {"psnr": psnr, "step": step, "params": model.state()}, 0
-            else:
-                evals_since_best += 1
-            return bool(config.patience) and evals_since_best >= config.patience
-
+        resumed = load_checkpoint(self.checkpoint_path, config, provenance["manifest_sha256"]) if config.resume else None
+        if resumed is not None:
+            resumed.restore(model, optimizer, generator)
+            self.state, self.seconds_before = resumed, resumed.seconds
         # The budget (and the learning-rate schedule over it) counts training only: the first model
         # pays for building the bucket store, which the baselines after it reuse.
         provenance["setup_seconds"] = time.monotonic() - self.started
         self.started = time.monotonic()
-        loss_value, stopped_early, cancelled = float("nan"), False, False
-        while self.budget_left(step) and not stopped_early:
+        return self.loop(model, optimizer, generator, problem, views, provenance)
+
+    # --- the loop
+
+    def loop(self, model, optimizer, generator, problem: Problem, views, provenance: dict) -> TrainResult:
+        config, state = self.config, self.state
+        validated_as = fallback_candidates(config)[0]
+        if state.best_params is None:
+            state.best_params = model.state()
+
+        def validate(loss: float) -> bool:
+            """Score the model on the validation views, keep it if best; True when patience is spent."""
+            self.progress(state.step, loss, state.best_psnr if state.history else None, "validate")
+            psnr = mean_psnr(to_bank(model, problem, config, validated_as, provenance), views, config.device)
+            state.history.append({"step": state.step, "loss": loss, "val_psnr": psnr, "seconds": self.elapsed})
+            if psnr > state.best_psnr + MIN_PSNR_GAIN:
+                state.best_psnr, state.best_step, state.best_params = psnr, state.step, model.state()
+                state.evals_since_best = 0
+            else:
+                state.evals_since_best += 1
+            return bool(config.patience) and state.evals_since_best >= config.patience
+
+        def checkpoint() -> None:
+            state.capture(model, optimizer, generator, self.elapsed)
+            save_checkpoint(self.checkpoint_path, state, config.fingerprint(), provenance["manifest_sha256"])
+
+        loss, stopped_early, cancelled = float("nan"), False, False
+        while self.done_fraction(state.step) < 1.0 and not stopped_early:
             if self.should_stop():
                 cancelled = True
                 break
             for group in optimizer.param_groups:
-                group["lr"] = self.schedule(step)
-            loss_value = self.train_step(model, optimizer, problem, generator)
-            step += 1
-            if step % config.eval_every == 0:
-                stopped_early = evaluate()
-            if step % config.checkpoint_every == 0:
+                group["lr"] = self.schedule(state.step)
+            loss = train_step(model, optimizer, problem, generator, config.loss_space)
+            state.step += 1
+            if state.step % config.eval_every == 0:
+                stopped_early = validate(loss)
+            if state.step % config.checkpoint_every == 0:
                 checkpoint()
-            self.progress(step, loss_value, history[-1]["val_psnr"] if history else None, "train")
-        if not cancelled and (not history or history[-1]["step"] != step):
-            evaluate()
+            self.progress(state.step, loss, state.history[-1]["val_psnr"] if state.history else None, "train")
+        if not cancelled and (not state.history or state.history[-1]["step"] != state.step):
+            validate(loss)
         checkpoint()
         if cancelled:
-            return TrainResult(None, step, best["psnr"], self.elapsed, stopped_early, True, None,
-                               self.checkpoint_path, history)
-        return self.finish(model, problem, views, best, step, history, provenance, stopped_early)
+            return TrainResult(None, state.step, state.best_psnr, self.elapsed, stopped_early, True, None,
+                               self.checkpoint_path, state.history)
+        return self.finish(model, problem, views, provenance, stopped_early)
 
-    def train_step(self, model, optimizer, problem: Problem, generator: torch.Generator) -> float:
-        """One Adam step of every network on its own freshly sampled pixels; returns the mean loss."""
-        n_networks, m = len(problem.slot_keys), problem.pixels_per_network
-        # Sampled on the CPU generator so a seed gives the same pixels on every device.
-        offsets = (torch.rand(n_networks, m, generator=generator) * problem.count[:, None]).long()
-        rows = (problem.start[:, None] + offsets).to(problem.features.device)
-        x = problem.features[rows]  # [R, M, L, F]
-        n_lights = x.shape[2]
-        transfer = model(x.view(n_networks, m * n_lights, -1)).view(n_networks, m, n_lights, 3)
-        pred = (transfer * problem.factor[rows]).sum(2)
-        losses = loss_per_network(pred, problem.target[rows], self.config.loss_space)
-        optimizer.zero_grad(set_to_none=True)
-        losses.sum().backward()  # a sum keeps every network's gradient its own
-        optimizer.step()
-        return float(losses.detach().mean())
+    # --- the bank
 
-    def finish(self, model, problem, views, best, step, history, provenance, stopped_early) -> TrainResult:
-        config = self.config
-        self.progress(step, history[-1]["loss"], best["psnr"], "save")
-        model.load_state(best["params"])
+    def finish(self, model, problem: Problem, views, provenance: dict, stopped_early: bool) -> TrainResult:
+        config, state = self.config, self.state
+        self.progress(state.step, state.history[-1]["loss"], state.best_psnr, "save")
+        model.load_state(state.best_params)
         selection = None
-        if config.kind == "hash_bank" and config.select_specialists:
+        if config.kind == HASH_BANK and config.select_specialists:
             selection = select_specialists(to_bank(model, problem, config, "shared_network", provenance), views,
                                            config.device)
             slot_keys = list(problem.slot_keys)
             model.copy_network(slot_keys.index(SHARED_SLOT_KEY), [slot_keys.index(k) for k in selection.replaced_keys])
-        fallback = config.fallback
-        if config.kind != "hash_bank":
-            fallback = "shared_network"  # a single network is its own fallback
-        candidates = FALLBACK_MODES if fallback == "auto" else (fallback,)
         scores = {mode: mean_psnr(to_bank(model, problem, config, mode, provenance), views, config.device)
-                  for mode in candidates}
+                  for mode in fallback_candidates(config)}
         fallback = max(scores, key=scores.get)
-        provenance = {**provenance, "steps": step, "best_step": best["step"], "seconds": round(self.elapsed, 2),
+        provenance = {**provenance, "steps": state.step, "best_step": state.best_step,
+                      "seconds": round(self.elapsed, 2),
                       "val_psnr": scores[fallback], "fallback_val_psnr": scores, "stopped_early": stopped_early,
                       "specialists_replaced": None if selection is None else len(selection.replaced_keys),
                       "specialists_judged": None if selection is None else selection.judged,
                       "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                      "history": [{k: round(v, 5) for k, v in h.items()} for h in history]}
-        bank = to_bank(model, problem, config, fallback, provenance)
-        save_bank(bank, self.out)
-        curve = plot_curve(history, companion_path(self.out, ".curve.png"), f"{config.kind} ({self.out.name})")
-        self.progress(step, history[-1]["loss"], scores[fallback], "done")
-        return TrainResult(self.out, step, scores[fallback], self.elapsed, stopped_early, False, curve,
-                           self.checkpoint_path, history)
-
-
-def plot_curve(history: list[dict], path: Path, title: str) -> Path:
-    """Training loss and validation PSNR against steps, as a PNG (written atomically)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    steps = [h["step"] for h in history]
-    fig, loss_axis = plt.subplots(figsize=(7, 4))
-    loss_axis.semilogy(steps, [h["loss"] for h in history], color="tab:blue")
-    loss_axis.set_xlabel("step")
-    loss_axis.set_ylabel("training loss", color="tab:blue")
-    psnr_axis = loss_axis.twinx()
-    psnr_axis.plot(steps, [h["val_psnr"] for h in history], color="tab:red", marker=".")
-    psnr_axis.set_ylabel("validation PSNR (dB, face pixels)", color="tab:red")
-    loss_axis.set_title(title)
-    fig.tight_layout()
-    try:
-        with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=100)
-    finally:
-        plt.close(fig)
-    return path
+                      "history": [{k: round(v, 5) for k, v in h.items()} for h in state.history]}
+        save_bank(to_bank(model, problem, config, fallback, provenance), self.out)
+        curve = plot_curve(state.history, companion_path(self.out, ".curve.png"), f"{config.kind} ({self.out.name})")
+        self.progress(state.step, state.history[-1]["loss"], scores[fallback], "done")
+        return TrainResult(self.out, state.step, scores[fallback], self.elapsed, stopped_early, False, curve,
+                           self.checkpoint_path, state.history)
 
 
 def teacher_config(config: TrainConfig) -> TrainConfig:

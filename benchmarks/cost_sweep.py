@@ -27,12 +27,9 @@ sys.path.insert(0, str(ROOT))
 from backend.bank import load_bank, slot_size  # noqa: E402
 from backend.dataset import open_dataset  # noqa: E402
 from backend.evaluation import load_views, mean_psnr  # noqa: E402
+from backend.model_kinds import HASH_BANK, SINGLE_COST  # noqa: E402
+from backend.neural_texture import multiply_adds  # noqa: E402
 from backend.training import TrainConfig, train  # noqa: E402
-
-
-def multiply_adds(layers: list[int]) -> int:
-    """Multiply-adds of one network evaluation (one pixel, one light)."""
-    return sum(i * o for i, o in zip(layers[:-1], layers[1:]))
 
 
 def main() -> int:
@@ -50,7 +47,7 @@ def main() -> int:
     test_views = load_views(dataset, dataset.indices("test"))
     rows = []
     for width in [int(w) for w in args.widths.split(",")]:
-        for kind in ("hash_bank", "single_cost"):
+        for kind in (HASH_BANK, SINGLE_COST):
             path = out / f"w{width}" / f"{kind}.nfbank"
             config = TrainConfig(data=args.data, out=str(path), minutes=args.minutes, widths=(width, width), kind=kind,
                                  device=args.device, teacher=args.teacher)
@@ -75,7 +72,7 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axis = plt.subplots(figsize=(6, 4))
-    for kind, style in (("hash_bank", "o-"), ("single_cost", "s--")):
+    for kind, style in ((HASH_BANK, "o-"), (SINGLE_COST, "s--")):
         mine = sorted((r for r in rows if r["kind"] == kind), key=lambda r: r["multiply_adds"])
         axis.semilogx([r["multiply_adds"] for r in mine], [r["test_psnr"] for r in mine], style,
                       label=kind.replace("_", " "))

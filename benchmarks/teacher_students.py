@@ -22,9 +22,10 @@ from pathlib import Path
 from backend.bank import load_bank
 from backend.dataset import open_dataset
 from backend.evaluation import load_views, mean_psnr
+from backend.model_kinds import HASH_BANK, NEURAL_TEXTURE, SINGLE_COST
 from backend.training import TrainConfig, train
 
-TEACHERS = {"sc": dict(kind="single_cost"), "nt": dict(kind="neural_texture"), "wide": dict(kind="single_cost")}
+TEACHERS = {"sc": dict(kind=SINGLE_COST), "nt": dict(kind=NEURAL_TEXTURE), "wide": dict(kind=SINGLE_COST)}
 
 
 def score(bank_path: Path, views) -> float:
@@ -39,7 +40,7 @@ def main() -> None:
     parser.add_argument("--wide-widths", default="128,128")
     parser.add_argument("--teacher-steps", type=int, default=4000)
     parser.add_argument("--student-steps", type=int, default=3000)
-    parser.add_argument("--students", default="hash_bank,single_cost")
+    parser.add_argument("--students", default=f"{HASH_BANK},{SINGLE_COST}")
     parser.add_argument("--start", default="teacher", help="teacher, none, or a bank path to start students from")
     parser.add_argument("--tag", default="", help="suffix of the student banks' names")
     parser.add_argument("--eval-every", type=int, default=250)
@@ -72,30 +73,15 @@ def main() -> None:
         bank = out / f"{kind}_from_{args.teacher}{args.tag}.nfbank"
         warm = None if args.start in ("teacher", "none") else args.start
         start = time.monotonic()
-        config = TrainConfig(out=str(bank), steps=args.student_steps, kind=kind, teacher=str(teacher),
-                             warm_from=warm, bins=args.bins, **common)
-        trainer_result = _train_student(config, args.start == "none")
+        # --start none: the teacher labels the views, but no network starts from it
+        trainer_result = train(TrainConfig(out=str(bank), steps=args.student_steps, kind=kind, teacher=str(teacher),
+                                           warm_from=warm, warm_start=args.start != "none", bins=args.bins, **common))
         provenance = load_bank(bank).provenance
         record({"model": bank.stem, "kind": kind, "teacher": args.teacher, "start": args.start, "bins": args.bins,
                 "warm_start_how": provenance.get("warm_start_how"), "steps": trainer_result.steps,
                 "train_s": round(trainer_result.seconds, 1), "wall_s": round(time.monotonic() - start, 1),
                 "val_psnr": round(trainer_result.val_psnr, 3), "test_psnr": round(score(bank, test_views), 3),
                 "replaced": provenance.get("specialists_replaced"), "judged": provenance.get("specialists_judged")})
-
-
-def _train_student(config: TrainConfig, random_start: bool):
-    """train(config); with random_start, the teacher labels the views but no network starts from it."""
-    if not random_start:
-        return train(config)
-    from backend import training
-
-    config.warm_from = None
-    original = training.Trainer.warm_start
-    training.Trainer.warm_start = lambda self, model, problem, source: None
-    try:
-        return train(config)
-    finally:
-        training.Trainer.warm_start = original
 
 
 if __name__ == "__main__":

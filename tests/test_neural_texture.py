@@ -97,6 +97,11 @@ def test_neural_texture_teacher_labels_and_folds_into_the_students(suzanne_datas
     train(TrainConfig(out=str(baseline), kind="single_cost", **fast))
     assert teacher_path(baseline) == teacher_path(out) and teacher_path(out).stat().st_mtime_ns == before
     assert load_bank(baseline).provenance["warm_start_how"] == "fold"
+    # --random-start: the teacher still labels the unlabelled views, but no network starts from it.
+    random_start = train(TrainConfig(out=str(tmp_path / "random.nfbank"), warm_start=False, teacher=str(teacher_path(out)),
+                                     **fast))
+    provenance = load_bank(random_start.bank_path).provenance
+    assert not provenance["warm_start"] and provenance["warm_start_how"] is None and provenance["teacher_pixels"] > 0
     metrics = write_report(out, suzanne_dataset, tmp_path / "report")
     assert metrics["models"]["teacher"]["kind"] == "neural_texture"
     assert metrics["models"]["teacher"]["multiply_adds_per_pixel_light"] == multiply_adds([27, 16, 16, 3], 4)

@@ -43,11 +43,28 @@ def test_report_has_every_part(trained, suzanne_dataset, tmp_path, capsys):
     images = re.findall(r"src='([^']+)'", html)
     assert len(metrics["views"]) >= 1 and len(images) >= 4 * len(metrics["views"]) + 4
     assert all((out / name).is_file() for name in images)
-    for part in ("tile_keys.png", "bucket_sizes.png", "tile_seams.png", "curve_hash_bank.png"):
+    for part in ("tile_keys.png", "bucket_sizes.png", "tile_seams.png", "quality_against_cost.png",
+                 "curve_hash_bank.png"):
         assert part in images
     from backend.outputs import REPORT, check_output
 
     check_output(out, REPORT)  # the next report may replace this one (and the trained bank's own outputs)
+
+
+@pytest.mark.slow
+def test_a_single_network_is_reported_as_itself(trained, suzanne_dataset, tmp_path, capsys):
+    """Not as a "hash bank" whose every tile key is unseen: it has no keys, and the hash bank's aims are not its."""
+    out = tmp_path / "report"
+    single = companion_path(trained, ".single_cost.nfbank")
+    assert main(["report", "--bank", str(single), "--data", str(suzanne_dataset), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "single cost" in printed and "hash bank" not in printed and "unseen" not in printed
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert next(iter(metrics["models"])) == "single_cost" and "hash_bank" not in metrics["models"]
+    assert metrics["headline"]["unseen_key_share_test"] is None and metrics["unseen_key_share"] == {}
+    assert [aim["aim"] for aim in metrics["headline"]["aims"]] == ["best model >= 34 dB test PSNR"]
+    html = (out / "index.html").read_text()
+    assert "tile_keys.png" not in html and "unseen in training" not in html
 
 
 def test_report_needs_test_views(trained, suzanne_dataset, tmp_path):

@@ -17,7 +17,7 @@ from backend.buckets import PixelRecords
 from backend.errors import DatasetError
 from backend.prefilter import FilterRadii
 from backend.bank import companion_path
-from backend.training import Problem, TrainConfig, Trainer, train
+from backend.training import Problem, TrainConfig, train, train_step
 from backend.stacked_mlp import StackedMLP
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,9 +67,8 @@ def test_networks_train_independently():
         generator = torch.Generator().manual_seed(1)
         model = StackedMLP(2, p.layers, "exp", p.initial_output, generator, "cpu")
         optimizer = torch.optim.Adam(model.params, lr=1e-2)
-        trainer = Trainer(TrainConfig(data="", out="unused"), None, None)
         for _ in range(20):
-            trainer.train_step(model, optimizer, p, generator)
+            train_step(model, optimizer, p, generator, "tonemap")
         return model.slot_rows()
 
     a, b = run(problem(0.0)), run(problem(5.0))
@@ -91,7 +90,7 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(suzanne_dataset, tmp_pa
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert checkpoint.exists() and not killed.exists(), "the run finished before it could be killed"
-    step = torch.load(checkpoint, weights_only=False)["step"]
+    step = torch.load(checkpoint, weights_only=False)["state"]["step"]
     assert 10 <= step < 1500
 
     resumed = subprocess.run([sys.executable, "-m", "backend", *args, "--out", str(killed), "--resume"], cwd=ROOT,

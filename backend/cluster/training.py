@@ -55,7 +55,8 @@ class TrainingRunner:
         self.stopping = threading.Event()
 
     def train(self, files: dict[str, bytes], config: dict, companions: dict[str, bytes]) -> dict:
-        from backend.training import TrainConfig, companion_path, train
+        from backend.bank import companion_path
+        from backend.training import TrainConfig, train
 
         folder = Path(tempfile.mkdtemp(prefix="nf-train-"))
         try:
@@ -87,7 +88,8 @@ class TrainingRunner:
 
 def train_on_cluster(config, address: ClusterAddress, token_file: str | None, on_progress):
     """Run `train(config)` on the cluster; returns a TrainResult whose files are local again."""
-    from backend.training import TrainProgress, TrainResult, companion_path
+    from backend.bank import companion_path
+    from backend.training import TrainProgress, TrainResult
 
     files = dataset_files(config.data)
     bank = Path(config.out)

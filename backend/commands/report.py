@@ -14,14 +14,15 @@ def add_arguments(parser) -> None:
 
 def headline_lines(metrics: dict) -> list[str]:
     h, t = metrics["headline"], metrics["timing"]
-    lines = [f"test PSNR (face pixels): hash bank {h['test_psnr']:.2f} dB"]
+    lines = [f"test PSNR (face pixels): {h['model'].replace('_', ' ')} {h['test_psnr']:.2f} dB"]
     lines += [f"  baseline {name.removeprefix('test_psnr_')}: {value:.2f} dB"
               for name, value in h.items() if name.startswith("test_psnr_")]
     seams = [f"{label} {h[key]:.2f}" for label, key in (("tile-seam ratio", "seam_ratio_test"),
                                                           ("step ratio", "seam_step_ratio_test"))
              if h[key] is not None]
-    lines.append("; ".join([f"unseen tile keys on test views: {100 * h['unseen_key_share_test']:.1f}%", *seams])
-                 + " (1 = no seams)")
+    unseen = h["unseen_key_share_test"]
+    keys = [] if unseen is None else [f"unseen tile keys on test views: {100 * unseen:.1f}%"]
+    lines.append("; ".join([*keys, *seams]) + " (1 = no seams)")
     for aim in h.get("aims", []):
         value = aim["value"]
         shown = f"{value:+.2f}" if isinstance(value, float) else str(value)

@@ -7,9 +7,9 @@ import argparse
 from backend.commands.argument_types import non_negative_int, positive_float, positive_int, torch_device
 from backend.bank import companion_path
 from backend.commands.generate import cluster_address
-from backend.training import KINDS, LOSS_SPACES, TEACHER_KINDS, TrainConfig, needs_teacher, teacher_config, train
-
-BASELINES = ("single_cost", "single_params")
+from backend.hashing import MAX_BINS
+from backend.model_kinds import BASELINE_KINDS, HASH_BANK, MODEL_KINDS, TEACHER_KINDS, companion_suffix
+from backend.training import LOSS_SPACES, TrainConfig, needs_teacher, teacher_config, train
 
 
 def widths(text: str) -> tuple[int, ...]:
@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-every", type=positive_int, default=100, help="steps between validation renders")
     parser.add_argument("--patience", type=non_negative_int, default=8,
                         help="evaluations without gain before stopping (0: never)")
-    parser.add_argument("--kind", choices=KINDS, default="hash_bank", help="model to train (default hash_bank)")
+    parser.add_argument("--kind", choices=MODEL_KINDS, default=HASH_BANK, help=f"model to train (default {HASH_BANK})")
     parser.add_argument("--baselines", action="store_true",
                         help="also train both single-network baselines on the same data and budget "
                              "(written next to --out as NAME.single_cost.nfbank and NAME.single_params.nfbank)")
@@ -58,6 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warm-from", metavar="BANK",
                         help="start every network from this bank instead of the teacher (same layers, or a "
                              "neural_texture bank of the same hidden widths)")
+    parser.add_argument("--random-start", action="store_true",
+                        help="start every network at random instead of from the teacher (which still labels the "
+                             "unlabelled views)")
     parser.add_argument("--texture-channels", type=positive_int, default=TrainConfig.texture_channels,
                         help="neural_texture models: learned channels per texel")
     parser.add_argument("--texture-resolution", type=positive_int, default=TrainConfig.texture_resolution,
@@ -67,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "validation views")
     parser.add_argument("--tile-size", type=positive_int, default=16)
     parser.add_argument("--bins", type=int, default=TrainConfig.bins,
-                        help=f"UV bins per axis of the tile key (default {TrainConfig.bins}, at most 12)")
+                        help=f"UV bins per axis of the tile key (default {TrainConfig.bins}, at most {MAX_BINS})")
     parser.add_argument("--cluster", type=cluster_address, metavar="ADDRESS",
                         help="train on a node of this Ray cluster (HOST:PORT or local; a GPU node with --device "
                              "cuda) and bring the bank back (docs/cluster.md)")
@@ -83,7 +86,7 @@ def config_from_args(args, kind: str, out) -> TrainConfig:
         min_bucket_pixels=args.min_bucket_pixels, tile_size=args.tile_size, bins=args.bins,
         teacher=None if args.no_teacher else "auto", select_specialists=not args.keep_all_specialists,
         teacher_kind=args.teacher_kind, teacher_widths=None if args.teacher_widths is None else tuple(args.teacher_widths),
-        warm_from=args.warm_from, texture_channels=args.texture_channels, texture_resolution=args.texture_resolution,
+        warm_from=args.warm_from, warm_start=not args.random_start, texture_channels=args.texture_channels, texture_resolution=args.texture_resolution,
     )
 
 
@@ -122,8 +125,8 @@ def run_one(config: TrainConfig, name: str | None = None, cluster=None, token_fi
 def run(args) -> int:
     from backend.outputs import BANK, check_output
 
-    kinds = [args.kind, *(kind for kind in BASELINES if kind != args.kind)] if args.baselines else [args.kind]
-    outs = {kind: args.out if kind == args.kind else companion_path(args.out, f".{kind}.nfbank") for kind in kinds}
+    kinds = [args.kind, *(kind for kind in BASELINE_KINDS if kind != args.kind)] if args.baselines else [args.kind]
+    outs = {kind: args.out if kind == args.kind else companion_path(args.out, companion_suffix(kind)) for kind in kinds}
     teacher = [] if args.no_teacher else [teacher_config(config_from_args(args, kinds[0], args.out)).out]
     for out in [*outs.values(), *teacher]:  # before the first step: training takes minutes
         check_output(out, BANK, args.overwrite)

@@ -13,6 +13,7 @@ import numpy as np
 
 from backend.errors import UserError
 from backend.gbuffer import GBuffer
+from backend.model_kinds import NEURAL_TEXTURE
 
 RENDERERS = {
     "torch": "backend.renderers.torch_renderer",
@@ -29,7 +30,7 @@ class Renderer(Protocol):
 
 def get_renderer(name: str, bank, **options) -> Renderer:
     """`name` is a key of RENDERERS or "auto"; each module exposes `create(bank, **options)`."""
-    if getattr(bank, "kind", None) == "neural_texture":  # a texture input: only its own torch shader has one
+    if getattr(bank, "kind", None) == NEURAL_TEXTURE:  # a texture input: only its own torch shader has one
         if name not in ("torch", "auto"):
             raise UserError(f"a neural_texture bank is shaded by the torch renderer only, not {name!r}")
         from backend.neural_texture import create

@@ -18,13 +18,13 @@ from functools import lru_cache
 from pathlib import Path
 
 from backend.atomic import atomic_path, write_text_atomic
+from backend.bank import SLOT_BYTES_LIMIT
 from backend.errors import UserError
 
 KERNEL_DIR = Path(__file__).resolve().parents[2] / "kernels"
 KERNEL_SOURCE = KERNEL_DIR / "tile_kernel.cu"
 EMULATOR_SOURCES = (KERNEL_DIR / "emulator.cpp", KERNEL_SOURCE, KERNEL_DIR / "cuda_emu.h")
 KERNEL_NAME = "nf_tile_kernel"
-SHARED_SLOT_LIMIT = 32768  # bytes of one network in shared memory (bank.md)
 STATIC_SHARED_LIMIT = 48 * 1024  # bytes of static __shared__ memory a block may declare
 
 
@@ -78,10 +78,10 @@ class KernelConfig:
         """KernelBuildError before any compiler runs when the bank cannot be run by the kernel."""
         if self.threads > 1024:
             raise KernelBuildError(f"tile size {self.tile_size} needs {self.threads} threads per block; CUDA allows 1024")
-        if self.slot_stride * self.weight_bytes > SHARED_SLOT_LIMIT:
+        if self.slot_stride * self.weight_bytes > SLOT_BYTES_LIMIT:
             raise KernelBuildError(
                 f"one network of layers {list(self.layers)} is {self.slot_stride * self.weight_bytes} bytes; "
-                f"the kernel holds at most {SHARED_SLOT_LIMIT} bytes in shared memory (use narrower layers or fp16)")
+                f"the kernel holds at most {SLOT_BYTES_LIMIT} bytes in shared memory (use narrower layers or fp16)")
 
 
 @dataclass(frozen=True)
