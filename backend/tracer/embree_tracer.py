@@ -8,6 +8,13 @@ comes from a fixed, stratified set of shadow rays: deterministic (a still camera
 image) and free of Cycles' sampling noise. Shadow rays are spent only where they matter: none
 where n.l <= 0, four at the light's rim first, and the full set only where those four disagree
 (the penumbra).
+
+How it is computed (the values are those of the recipe; only the work is cut): the frame is cut
+into bands of rows that each thread traces and shades from start to end (primary rays, surface,
+shadow rays), so a band's arrays stay in the CPU's cache and numpy and Embree, which both release
+the GIL, keep every core busy; per-pixel values are held as [channels, pixels] float32 columns,
+and everything a hit reads of its triangle (corner positions, normals and UVs, the face normal)
+comes from one row of a per-triangle table, gathered once.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import math
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 from embreex import rtcore_scene
@@ -30,7 +38,8 @@ DEFAULT_SHADOW_RAYS = 16  # per light and pixel in the penumbra; a perfect squar
 RIM_RAYS = 4  # traced first; the rest only where these disagree
 TERMINATOR_OFFSET = 0.1  # Cycles' default shadow terminator geometry offset of an object
 RAY_OFFSET = 1e-5  # in units of the scene's extent: shadow rays start this far off the surface
-MIN_RAYS_PER_THREAD = 16384  # below this a thread costs more than it saves
+BAND_PIXELS = 16384  # pixels a thread traces and shades together: their arrays stay in the CPU's cache
+STAGES = ("primary", "surface", "shadows")
 
 
 def disk_pattern(count: int) -> np.ndarray:
@@ -53,46 +62,97 @@ def disk_pattern(count: int) -> np.ndarray:
     return points[order].astype(np.float32)
 
 
+def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-column dot product of [3, N] columns, [N]."""
+    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+
+
+def _length(x: np.ndarray) -> np.ndarray:
+    return np.sqrt(_dot(x, x))
+
+
 def _normalize(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+    return x / np.maximum(_length(x), 1e-12)
 
 
 def _tangent_frame(n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Two unit vectors orthogonal to unit vectors n [N, 3] (Duff et al. 2017, branch-free)."""
-    sign = np.where(n[:, 2] >= 0, 1.0, -1.0)
-    a = -1.0 / (sign + n[:, 2])
-    b = n[:, 0] * n[:, 1] * a
-    t1 = np.stack([1 + sign * n[:, 0] ** 2 * a, sign * b, -sign * n[:, 0]], -1)
-    t2 = np.stack([b, sign + n[:, 1] ** 2 * a, -n[:, 1]], -1)
-    return t1.astype(np.float32), t2.astype(np.float32)
+    """Two unit vectors orthogonal to unit vectors n [3, N] (Duff et al. 2017, branch-free), [3, N] each."""
+    sign = np.where(n[2] >= 0, np.float32(1), np.float32(-1))
+    a = -1 / (sign + n[2])
+    b = n[0] * n[1] * a
+    t1 = np.stack([1 + sign * n[0] ** 2 * a, sign * b, -sign * n[0]])
+    t2 = np.stack([b, sign + n[1] ** 2 * a, -n[1]])
+    return t1, t2
 
 
 def bilinear(texture: np.ndarray, uv: np.ndarray) -> np.ndarray:
-    """Texture [S, S, C] (row 0 = v 0) at uv [N, 2] in [0, 1] (clamped at the edges), [N, C]."""
-    height, width = texture.shape[:2]
-    x = np.clip(uv[:, 0], 0, 1) * width - 0.5
-    y = np.clip(uv[:, 1], 0, 1) * height - 0.5
+    """Texture [S, S, C] (row 0 = v 0) at uv [2, N] in [0, 1] (clamped at the edges), [C, N]."""
+    height, width, channels = texture.shape
+    texels = texture.reshape(-1, channels)  # flat: np.take is several times faster than 2-D indexing
+    x = np.clip(uv[0], 0, 1) * width - 0.5
+    y = np.clip(uv[1], 0, 1) * height - 0.5
     x0, y0 = np.floor(x), np.floor(y)
-    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
-    x0i, y0i = x0.astype(np.int64), y0.astype(np.int64)
-    x0i, x1i = np.clip(x0i, 0, width - 1), np.clip(x0i + 1, 0, width - 1)  # clamp to the edge texels
-    y0i, y1i = np.clip(y0i, 0, height - 1), np.clip(y0i + 1, 0, height - 1)
-    top = texture[y0i, x0i] * (1 - fx) + texture[y0i, x1i] * fx
-    bottom = texture[y1i, x0i] * (1 - fx) + texture[y1i, x1i] * fx
-    return (top * (1 - fy) + bottom * fy).astype(np.float32)
+    fx, fy = x - x0, y - y0
+    x0i, y0i = x0.astype(np.intp), y0.astype(np.intp)
+    left, right = np.clip(x0i, 0, width - 1), np.clip(x0i + 1, 0, width - 1)  # clamp to the edge texels
+    top, bottom = np.clip(y0i, 0, height - 1) * width, np.clip(y0i + 1, 0, height - 1) * width
+
+    def texel(row: np.ndarray, col: np.ndarray) -> np.ndarray:
+        return texels.take(row + col, axis=0).T
+
+    upper = texel(top, left) * (1 - fx) + texel(top, right) * fx
+    lower = texel(bottom, left) * (1 - fx) + texel(bottom, right) * fx
+    return upper * (1 - fy) + lower * fy
 
 
-def camera_rays(camera: dict, width: int, height: int, rows: slice, cols: slice):
-    """World-space origin [3] and unit directions [n, 3] through the centres of the pixels in
-    rows x cols (dataset.md "Camera convention"), row-major."""
-    matrix = np.asarray(camera["matrix_world"], np.float64)
-    K = np.asarray(camera["K"], np.float64)
-    i, j = np.meshgrid(np.arange(rows.start, rows.stop), np.arange(cols.start, cols.stop), indexing="ij")
-    pixels = np.stack([j.ravel() + 0.5, i.ravel() + 0.5, np.ones(i.size)], -1)
-    opencv = pixels @ np.linalg.inv(K).T
-    blender = opencv * np.array([1.0, -1.0, -1.0])  # OpenCV camera axes -> Blender's (looks down -Z)
-    directions = _normalize(blender @ matrix[:3, :3].T)
-    return matrix[:3, 3].astype(np.float32), directions.astype(np.float32)
+class CameraRays:
+    """Primary rays through the pixel centres of a footprint (dataset.md "Camera convention"): the
+    camera's origin, and each pixel's direction from a term per column and one per row (a pixel's
+    direction is linear in its column and row before normalisation)."""
+
+    def __init__(self, camera: dict, rows: slice, cols: slice):
+        matrix = np.asarray(camera["matrix_world"], np.float64)
+        flip = np.diag([1.0, -1.0, -1.0])  # OpenCV camera axes -> Blender's (looks down -Z)
+        to_world = matrix[:3, :3] @ flip @ np.linalg.inv(np.asarray(camera["K"], np.float64))
+        self.origin = matrix[:3, 3].astype(np.float32)
+        self.rows = rows
+        self._by_col = (np.arange(cols.start, cols.stop) + 0.5)[:, None] * to_world[:, 0] + to_world[:, 2]
+        self._by_row = (np.arange(rows.start, rows.stop) + 0.5)[:, None] * to_world[:, 1]
+
+    def directions(self, band: slice) -> np.ndarray:
+        """Unit directions [n, 3] float32 of the pixels of frame rows `band` (inside the footprint),
+        row-major; in float64 until rounded once, as Embree takes them."""
+        rows = slice(band.start - self.rows.start, band.stop - self.rows.start)
+        d = (self._by_row[rows, None, :] + self._by_col[None]).reshape(-1, 3)
+        return (d / np.sqrt(np.einsum("ij,ij->i", d, d))[:, None]).astype(np.float32)
+
+
+@dataclass
+class _Frame:
+    """What every band of one trace shares: the planes it writes, flattened [C, H * W], and its rays."""
+
+    flat: np.ndarray
+    width: int
+    cols: slice
+    rays: CameraRays
+    lights: np.ndarray
+
+    def pixels(self, band: slice, local: np.ndarray) -> np.ndarray:
+        """Flat frame indices of a band's pixels given by their row-major index inside it."""
+        span = self.cols.stop - self.cols.start
+        return (band.start + local // span) * self.width + self.cols.start + local % span
+
+
+@dataclass
+class _Surface:
+    """The hits of a band as [channels, n] columns."""
+
+    position: np.ndarray  # [3, n]
+    normal: np.ndarray  # [3, n] unit shading normal, facing the ray
+    face: np.ndarray  # [3, n] unit geometric normal, facing the ray
+    uv: np.ndarray  # [2, n]
+    corners: np.ndarray  # [3, 8, n] per corner of the hit triangle: position, shading normal (as exported), uv
+    weights: tuple[np.ndarray, np.ndarray, np.ndarray]  # barycentrics of corners 0, 1, 2, [n] each
 
 
 class EmbreeTracer:
@@ -105,36 +165,21 @@ class EmbreeTracer:
         self.pattern = disk_pattern(shadow_rays)
         self._embree = rtcore_scene.EmbreeScene()
         TriangleMesh(self._embree, scene.positions, scene.triangles)
+        # Embree builds its structure on the first query: here, so that two threads never both do.
+        self._embree.run(np.zeros((1, 3), np.float32), np.ones((1, 3), np.float32))
         corners = scene.positions[scene.triangles]  # [T, 3, 3]
-        self._corners = corners
-        self._face_normal = _normalize(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]))
-        extent = float(np.linalg.norm(scene.positions.max(0) - scene.positions.min(0)))
-        self._offset = RAY_OFFSET * max(extent, 1e-6)
-        self.seconds: dict[str, float] = {}  # stage times of the last trace
-        # Embree releases the GIL, so ray batches split over threads run on every core.
+        face_normal = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+        face_normal /= np.maximum(np.linalg.norm(face_normal, axis=1, keepdims=True), 1e-12)
+        # Row t: corner 0, 1, 2 of triangle t (position, normal, uv: 8 values each), then its face normal.
+        per_corner = np.concatenate([corners, scene.corner_normal, scene.corner_uv], axis=2).reshape(-1, 24)
+        self._triangle_rows = np.ascontiguousarray(np.concatenate([per_corner, face_normal], axis=1), np.float32)
+        low, high = scene.positions.min(0), scene.positions.max(0)
+        self._box = np.array([[x, y, z] for x in (low[0], high[0]) for y in (low[1], high[1]) for z in (low[2], high[2])],
+                             np.float64)
+        self._offset = RAY_OFFSET * max(float(np.linalg.norm(high - low)), 1e-6)
+        self.seconds: dict[str, float] = {}  # the last trace's: "total" (wall) and each stage's, summed over threads
         self._threads = max(1, min(os.cpu_count() or 1, 8))
         self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="tracer") if self._threads > 1 else None
-
-    def _run(self, origins: np.ndarray, directions: np.ndarray, dists: np.ndarray | None = None,
-             query: str = "INTERSECT"):
-        """Embree over [n, 3] rays, split over the pool: `primID`, `u`, `v` of the first hits (INTERSECT),
-        or occlusion as Embree reports it (OCCLUDED: < 0 where unoccluded)."""
-        def one(chunk: slice):
-            kwargs = {"dists": dists[chunk]} if dists is not None else {}
-            if query == "INTERSECT":
-                hit = self._embree.run(origins[chunk], directions[chunk], output=1, **kwargs)
-                return {key: hit[key] for key in ("primID", "u", "v")}
-            return np.asarray(self._embree.run(origins[chunk], directions[chunk], query=query, **kwargs))
-
-        n = len(origins)
-        parts = min(self._threads, max(1, n // MIN_RAYS_PER_THREAD))
-        if parts == 1 or self._pool is None:
-            return one(slice(0, n))
-        bounds = np.linspace(0, n, parts + 1).astype(int)
-        results = list(self._pool.map(one, [slice(a, b) for a, b in zip(bounds, bounds[1:])]))
-        if query == "INTERSECT":
-            return {key: np.concatenate([r[key] for r in results]) for key in results[0]}
-        return np.concatenate(results)
 
     def trace(self, camera: dict, lights: np.ndarray, resolution: tuple[int, int], source: str = "<traced>") -> GBuffer:
         """The G-buffer (gbuffer.md section 1) of `camera` (a sample record's "camera": matrix_world,
@@ -146,12 +191,14 @@ class EmbreeTracer:
         start = time.perf_counter()
         rows, cols = self._footprint(camera, width, height)
         planes = np.zeros((FIXED_PLANES + PLANES_PER_LIGHT * len(lights), height, width), np.float32)
-        origin, directions = camera_rays(camera, width, height, rows, cols)
-        hit = self._run(np.ascontiguousarray(np.broadcast_to(origin, directions.shape)), directions)
-        covered = hit["primID"] >= 0
-        self.seconds = {"primary": time.perf_counter() - start}
-        if covered.any():
-            self._fill(planes, rows, cols, covered, hit, directions, lights)
+        frame = _Frame(planes.reshape(planes.shape[0], -1), width, cols, CameraRays(camera, rows, cols), lights)
+        step = max(1, BAND_PIXELS // max(1, cols.stop - cols.start))
+        bands = [slice(r, min(r + step, rows.stop)) for r in range(rows.start, rows.stop, step)]
+        if self._pool is None or len(bands) < 2:
+            band_seconds = [self._trace_band(frame, band) for band in bands]
+        else:
+            band_seconds = list(self._pool.map(lambda band: self._trace_band(frame, band), bands))
+        self.seconds = {stage: sum(s[stage] for s in band_seconds) for stage in STAGES}
         self.seconds["total"] = time.perf_counter() - start
         return GBuffer(planes, lights, np.asarray(camera["position"], np.float32), source=source,
                        focal_px=float(np.asarray(camera["K"])[0][0]))
@@ -160,9 +207,7 @@ class EmbreeTracer:
         """Rows and columns that can see the mesh: its projected bounding box, one pixel wider;
         the whole frame when part of the mesh lies behind the camera."""
         matrix = np.asarray(camera["matrix_world"], np.float64)
-        low, high = self.scene.positions.min(0), self.scene.positions.max(0)
-        box = np.array([[x, y, z] for x in (low[0], high[0]) for y in (low[1], high[1]) for z in (low[2], high[2])])
-        local = (box - matrix[:3, 3]) @ matrix[:3, :3]  # camera axes (Blender: looks down -Z)
+        local = (self._box - matrix[:3, 3]) @ matrix[:3, :3]  # camera axes (Blender: looks down -Z)
         depth = -local[:, 2]
         if np.any(depth <= 1e-9):
             return slice(0, height), slice(0, width)
@@ -173,95 +218,114 @@ class EmbreeTracer:
         r0, r1 = int(np.clip(np.floor(rows.min()) - 1, 0, height)), int(np.clip(np.ceil(rows.max()) + 1, 0, height))
         return slice(r0, max(r0, r1)), slice(c0, max(c0, c1))
 
-    def _fill(self, planes, rows, cols, covered, hit, directions, lights) -> None:
-        scene = self.scene
+    def _trace_band(self, frame: _Frame, band: slice) -> dict[str, float]:
+        """Trace and shade frame rows `band` into frame.flat; returns the seconds of each stage."""
+        seconds = dict.fromkeys(STAGES, 0.0)
         start = time.perf_counter()
-        tri = hit["primID"][covered]
-        u, v = hit["u"][covered], hit["v"][covered]
-        weights = np.stack([1 - u - v, u, v], -1)  # barycentrics of corners 0, 1, 2, [N, 3]
-        position = np.einsum("nki,nk->ni", self._corners[tri], weights)
-        uv = np.einsum("nki,nk->ni", scene.corner_uv[tri], weights)
-        normal = _normalize(np.einsum("nki,nk->ni", scene.corner_normal[tri], weights))
-        face = self._face_normal[tri]
-        backfacing = (face * directions[covered]).sum(1) > 0  # Cycles turns both normals to face the ray
-        normal[backfacing] *= -1
-        face[backfacing] *= -1
-        # Covered pixels' indices in the flattened frame: every plane is written there at once.
-        local = np.nonzero(covered)[0]
-        width = planes.shape[2]
-        frame_rows = rows.start + local // (cols.stop - cols.start)
-        pixels = frame_rows * width + cols.start + local % (cols.stop - cols.start)
-        flat = planes.reshape(planes.shape[0], -1)
+        directions = frame.rays.directions(band)
+        hit = self._embree.run(np.broadcast_to(frame.rays.origin, directions.shape), directions, output=1)
+        local = np.flatnonzero(hit["primID"] >= 0)
+        seconds["primary"] = time.perf_counter() - start
+        if not len(local):
+            return seconds
+        start = time.perf_counter()
+        surface = self._surface(hit, local, directions)
+        pixels = frame.pixels(band, local)  # every plane is written at the covered pixels at once
+        flat = frame.flat
         flat[0, pixels] = 1.0
-        flat[1:3, pixels] = uv.T
-        flat[3:6, pixels] = normal.T
-        flat[6:9, pixels] = position.T
-        flat[9:12, pixels] = bilinear(scene.albedo, uv).T
-        self.seconds["surface"] = time.perf_counter() - start
+        flat[1:3, pixels] = surface.uv
+        flat[3:6, pixels] = surface.normal
+        flat[6:9, pixels] = surface.position
+        flat[9:12, pixels] = bilinear(self.scene.albedo, surface.uv)
+        seconds["surface"] = time.perf_counter() - start
         start = time.perf_counter()
-        lifted = self._smooth_surface_offset(tri, weights, position)
-        for k, light in enumerate(lights):
-            flat[FIXED_PLANES + 3 * k : FIXED_PLANES + 3 * k + 3, pixels] = self._light_pass(
-                light, position, normal, face, lifted).T
-        self.seconds["shadows"] = time.perf_counter() - start
+        lifted = _smooth_surface_offset(surface)
+        for k, light in enumerate(frame.lights):
+            flat[FIXED_PLANES + 3 * k : FIXED_PLANES + 3 * k + 3, pixels] = self._light_pass(light, surface, lifted)
+        seconds["shadows"] = time.perf_counter() - start
+        return seconds
 
-    def _smooth_surface_offset(self, tri, weights, position) -> np.ndarray:
-        """Where the smooth surface lies above the flat triangle at each hit, [N, 3] (Hanika 2021,
-        "Hacking the shadow terminator", as Cycles' shadow terminator geometry offset): the hit
-        moved onto the tangent planes of the corners it lies below, blended by barycentrics."""
-        corners, normals = self._corners[tri], self.scene.corner_normal[tri]  # [N, 3, 3]
-        below = np.minimum(np.einsum("nki,nki->nk", position[:, None, :] - corners, normals), 0)  # [N, 3]
-        return -np.einsum("nk,nki->ni", below * weights, normals)
+    def _surface(self, hit: dict, local: np.ndarray, directions: np.ndarray) -> _Surface:
+        """Barycentric interpolation at the hits `local` (indices into the band's rays)."""
+        u, v = hit["u"].take(local), hit["v"].take(local)
+        weights = (1 - u - v, u, v)
+        rows = np.ascontiguousarray(self._triangle_rows.take(hit["primID"].take(local), axis=0).T)  # [27, n]
+        corners = rows[:24].reshape(3, 8, -1)
+        mixed = corners[0] * weights[0] + corners[1] * weights[1] + corners[2] * weights[2]  # [8, n]
+        face = rows[24:27]
+        # Cycles turns both normals to face the ray where it hits a triangle's back.
+        facing = np.where(_dot(face, directions.take(local, axis=0).T) > 0, np.float32(-1), np.float32(1))
+        return _Surface(position=mixed[0:3], normal=_normalize(mixed[3:6]) * facing, face=face * facing,
+                        uv=mixed[6:8], corners=corners, weights=weights)
 
-    def _light_pass(self, light, position, normal, face, lifted) -> np.ndarray:
-        """[N, 3] shadowed white-Lambertian irradiance of one light at N surface points."""
-        centre, colour, power, radius = light[0:3], light[3:6], float(light[6]), float(light[7])
-        to_light = centre - position
-        distance = np.maximum(np.linalg.norm(to_light, axis=1), 1e-6)
-        l = to_light / distance[:, None]
-        n_dot_l = (normal * l).sum(1)
-        visible = np.zeros(len(position), np.float32)
-        lit = np.nonzero(n_dot_l > 0)[0]
+    def _light_pass(self, light: np.ndarray, surface: _Surface, lifted: np.ndarray) -> np.ndarray:
+        """[3, n] shadowed white-Lambertian irradiance of one light at the surface points."""
+        centre, colour, power, radius = light[0:3, None], light[3:6, None], float(light[6]), float(light[7])
+        to_light = centre - surface.position
+        distance = np.maximum(_length(to_light), 1e-6)
+        l = to_light / distance
+        n_dot_l = _dot(surface.normal, l)
+        visible = np.zeros(len(distance), np.float32)
+        lit = np.flatnonzero(n_dot_l > 0)
         if len(lit):
-            face_dot_l = (face[lit] * l[lit]).sum(1)
-            # Cycles lifts shadow rays of triangles at grazing angles to the light onto the smooth
-            # surface (its default geometry offset, 0.1), fully where n.l + ng.l < 0.1, not at all
-            # past 0.2; and a ray never hits the triangle it starts on: start on the light's side.
-            cutoff = TERMINATOR_OFFSET
-            amount = np.where(n_dot_l[lit] < cutoff, np.clip(2 - (face_dot_l + n_dot_l[lit]) / cutoff, 0, 1),
-                              np.clip(1 - face_dot_l / cutoff, 0, 1))
-            side = np.where(face_dot_l >= 0, 1.0, -1.0)[:, None]
-            origins = position[lit] + lifted[lit] * amount[:, None] + face[lit] * side * self._offset
-            visible[lit] = self._visible_fraction(origins, centre, l[lit], radius)
+            origins = self._shadow_origins(surface, lifted, l[:, lit], n_dot_l[lit], lit)
+            visible[lit] = self._visible_fraction(origins, centre, l[:, lit], radius)
         scale = power / (4 * math.pi**2 * distance**2) * np.maximum(n_dot_l, 0) * visible
-        return scale[:, None] * colour[None, :]
+        return colour * scale
 
-    def _visible_fraction(self, origins, centre, l, radius) -> np.ndarray:
-        """Mean unoccluded fraction of rays from origins [N, 3] to points of the light's disk (radius,
-        facing the points); one ray to the centre for a point light."""
+    def _shadow_origins(self, surface: _Surface, lifted: np.ndarray, l: np.ndarray, n_dot_l: np.ndarray,
+                        lit: np.ndarray) -> np.ndarray:
+        """Where the shadow rays of the lit points start, [3, m]."""
+        face = surface.face[:, lit]
+        face_dot_l = _dot(face, l)
+        # Cycles lifts shadow rays of triangles at grazing angles to the light onto the smooth
+        # surface (its default geometry offset, 0.1), fully where n.l + ng.l < 0.1, not at all
+        # past 0.2; and a ray never hits the triangle it starts on: start on the light's side.
+        cutoff = TERMINATOR_OFFSET
+        amount = np.where(n_dot_l < cutoff, np.clip(2 - (face_dot_l + n_dot_l) / cutoff, 0, 1),
+                          np.clip(1 - face_dot_l / cutoff, 0, 1))
+        side = np.where(face_dot_l >= 0, np.float32(1), np.float32(-1))
+        return surface.position[:, lit] + lifted[:, lit] * amount + face * side * self._offset
+
+    def _visible_fraction(self, origins: np.ndarray, centre: np.ndarray, l: np.ndarray, radius: float) -> np.ndarray:
+        """Mean unoccluded fraction of rays from origins [3, m] to points of the light's disk (radius,
+        facing the points); one ray to the centre for a point light. [m] float32."""
+        to_centre = centre - origins
+        starts = np.ascontiguousarray(origins.T)  # [m, 3], as Embree takes them, for every ray of a point
         if radius <= 0:
-            return self._unoccluded(origins[None], centre[None, None, :])[0]
+            return self._unoccluded(starts, to_centre)
         t1, t2 = _tangent_frame(l)
+        t1, t2 = radius * t1, radius * t2
 
-        def targets(points: np.ndarray) -> np.ndarray:  # [P, N, 3]: the points of the disk facing each origin
-            return centre + radius * (points[:, 0, None, None] * t1 + points[:, 1, None, None] * t2)
+        def unoccluded(points: np.ndarray, subset=slice(None)) -> np.ndarray:  # [P, m] of points [P, 2] of the disk
+            return np.stack([self._unoccluded(starts[subset], to_centre[:, subset] + a * t1[:, subset] + b * t2[:, subset])
+                             for a, b in points])
 
-        rim = self._unoccluded(origins[None], targets(self.pattern[:RIM_RAYS]))  # [4, N]
+        rim = unoccluded(self.pattern[:RIM_RAYS])
         fraction = rim.mean(0)
-        penumbra = np.nonzero((fraction > 0) & (fraction < 1))[0]
+        penumbra = np.flatnonzero((fraction > 0) & (fraction < 1))
         if len(penumbra) and len(self.pattern) > RIM_RAYS:
-            inner = self._unoccluded(origins[None, penumbra], targets(self.pattern[RIM_RAYS:])[:, penumbra])
+            inner = unoccluded(self.pattern[RIM_RAYS:], penumbra)
             fraction[penumbra] = (rim[:, penumbra].sum(0) + inner.sum(0)) / len(self.pattern)
         return fraction
 
-    def _unoccluded(self, origins: np.ndarray, targets: np.ndarray) -> np.ndarray:
-        """1 where the segment origin -> target is free of geometry, else 0: origins [1 or P, N, 3] and
-        targets [P, N, 3] (or broadcastable) in one batch of P * N rays; [P, N] float32."""
-        offset = targets - origins
-        shape = offset.shape[:-1]
-        offset = offset.reshape(-1, 3)
-        length = np.linalg.norm(offset, axis=1)
-        directions = (offset / np.maximum(length, 1e-12)[:, None]).astype(np.float32)
-        starts = np.ascontiguousarray(np.broadcast_to(origins, shape + (3,)).reshape(-1, 3), np.float32)
-        occluded = self._run(starts, directions, (length * (1 - 1e-4)).astype(np.float32), query="OCCLUDED")
-        return (occluded < 0).astype(np.float32).reshape(shape)
+    def _unoccluded(self, starts: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        """1 where the segment start -> start + offset is free of geometry, else 0: starts [m, 3],
+        offsets [3, m]; [m] float32."""
+        length = _length(offsets)
+        directions = np.empty(starts.shape, np.float32)
+        np.divide(offsets, np.maximum(length, 1e-12), out=directions.T)
+        occluded = self._embree.run(starts, directions, length * np.float32(1 - 1e-4), query="OCCLUDED")
+        return (occluded < 0).astype(np.float32)
+
+
+def _smooth_surface_offset(surface: _Surface) -> np.ndarray:
+    """Where the smooth surface lies above the flat triangle at each hit, [3, n] (Hanika 2021,
+    "Hacking the shadow terminator", as Cycles' shadow terminator geometry offset): the hit
+    moved onto the tangent planes of the corners it lies below, blended by barycentrics."""
+    lifted = np.zeros_like(surface.position)
+    for corner, weight in zip(surface.corners, surface.weights):
+        position, normal = corner[0:3], corner[3:6]
+        below = np.minimum(_dot(surface.position - position, normal), 0)
+        lifted -= below * weight * normal
+    return lifted
