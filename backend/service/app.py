@@ -21,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 
 from backend import __version__
-from backend.atomic import atomic_open, write_bytes_atomic
+from backend.atomic import atomic_open, atomic_path, write_bytes_atomic
 from backend.errors import UserError
 from backend.outputs import BANK, FRAME, REPORT, check_output
 from backend.service.dataset_jobs import GenerateJob
@@ -105,9 +105,16 @@ def _existing(path: str, settings: Settings, what: str) -> Path:
     return resolved
 
 
-def _write_frame(frame: np.ndarray, out: Path) -> None:
-    with atomic_open(out) as stream:
-        np.save(stream, np.ascontiguousarray(frame, dtype=np.float32))
+def _write_frame(frame: np.ndarray, out: Path, durable: bool) -> None:
+    """The frame as .npy, renamed into place once complete; `durable` also waits until it is on disk,
+    which a preview frame skips: the next frame replaces it, and the wait costs more than its write."""
+    frame = np.ascontiguousarray(frame, dtype=np.float32)
+    if durable:
+        with atomic_open(out) as stream:
+            np.save(stream, frame)
+    else:
+        with atomic_path(out) as temporary, open(temporary, "wb") as stream:
+            np.save(stream, frame)
 
 
 def _same_cluster(address: str) -> str:
@@ -220,14 +227,14 @@ def create_app(settings: Settings) -> FastAPI:
         job.stop.set()
         return job.status()
 
-    def shade(gbuffer, bank: Path, renderer_name: str, out: Path, timings: dict) -> RenderResult:
-        """Shade with the cached renderer and write the frame; call with renderers.lock held."""
+    def shade(gbuffer, bank: Path, renderer_name: str, out: Path, timings: dict, durable: bool = True) -> RenderResult:
+        """Shade with the cached renderer and write the frame (see _write_frame); call with renderers.lock held."""
         t0 = time.perf_counter()
         renderer = renderers.get(bank, renderer_name)
         t1 = time.perf_counter()
         frame = renderer.render(gbuffer)
         t2 = time.perf_counter()
-        _write_frame(frame, out)
+        _write_frame(frame, out, durable)
         timings.update(bank_s=t1 - t0, shading_s=t2 - t1, write_s=time.perf_counter() - t2)
         return RenderResult(frame=str(out), width=frame.shape[1], height=frame.shape[0], renderer=renderer.name,
                             timings=timings)
@@ -276,7 +283,8 @@ def create_app(settings: Settings) -> FastAPI:
             gbuffer = tracer.trace(request.camera.model_dump(), lights, (width, height), source=str(mesh))
             gbuffer.background = np.broadcast_to(np.array(DEFAULT_BACKGROUND, np.float32)[:, None, None],
                                                  (3, height, width)).copy()
-            return shade(gbuffer, bank, request.renderer, out, {"read_s": 0.0, "trace_s": time.perf_counter() - start})
+            return shade(gbuffer, bank, request.renderer, out, {"read_s": 0.0, "trace_s": time.perf_counter() - start},
+                         durable=False)
 
     upload_body = {"requestBody": {"required": True, "content": {
         "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
