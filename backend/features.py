@@ -125,9 +125,8 @@ def pixel_shading_inputs(gbuffer: GBuffer, radii: FilterRadii, pixels: CoveredPi
                  20: filtered[0], 21: filtered[1], 22: filtered[2]}  # [N] each
     x = torch.empty(N_FEATURES, n_lights, count, device=device) if out is None else out
     for i in range(N_FEATURES):
-        value = per_light[i] if i in per_light else per_pixel[i]
-        if mean is not None:
-            value = (value - mean[i]) / std[i]
-        x[i] = value
+        x[i] = per_light[i] if i in per_light else per_pixel[i]
+    if mean is not None:  # in place, all features at once: the same (x - mean) / std, without temporaries
+        x.sub_(mean.view(-1, 1, 1)).div_(std.view(-1, 1, 1))
     factor = (scale[:, None] * lights[:, 3:6, None]).transpose(0, 1).contiguous()  # [3, L, N]
     return x, factor
