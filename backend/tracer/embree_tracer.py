@@ -119,23 +119,47 @@ class CameraRays:
         self._by_col = (np.arange(cols.start, cols.stop) + 0.5)[:, None] * to_world[:, 0] + to_world[:, 2]
         self._by_row = (np.arange(rows.start, rows.stop) + 0.5)[:, None] * to_world[:, 1]
 
-    def directions(self, band: slice) -> np.ndarray:
+    def directions(self, band: slice, local: np.ndarray | None) -> np.ndarray:
         """Unit directions [n, 3] float32 of the pixels of frame rows `band` (inside the footprint),
-        row-major; in float64 until rounded once, as Embree takes them."""
-        rows = slice(band.start - self.rows.start, band.stop - self.rows.start)
-        d = (self._by_row[rows, None, :] + self._by_col[None]).reshape(-1, 3)
+        row-major, or of those at `local` (row-major indices inside the band); in float64 until
+        rounded once, as Embree takes them."""
+        rows = self._by_row[band.start - self.rows.start : band.stop - self.rows.start]
+        if local is None:
+            d = (rows[:, None, :] + self._by_col[None]).reshape(-1, 3)
+        else:
+            d = rows[local // len(self._by_col)] + self._by_col[local % len(self._by_col)]
         return (d / np.sqrt(np.einsum("ij,ij->i", d, d))[:, None]).astype(np.float32)
+
+
+def _project(camera: dict, points: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Pixel columns and rows (continuous: pixel j spans [j, j + 1)) of world points [N, 3]; None when
+    one of them lies behind the camera."""
+    matrix = np.asarray(camera["matrix_world"], np.float64)
+    local = (np.asarray(points, np.float64) - matrix[:3, 3]) @ matrix[:3, :3]  # camera axes (Blender: looks down -Z)
+    depth = -local[:, 2]
+    if np.any(depth <= 1e-9):
+        return None
+    K = np.asarray(camera["K"], np.float64)
+    return K[0, 0] * local[:, 0] / depth + K[0, 2], -K[1, 1] * local[:, 1] / depth + K[1, 2]
 
 
 @dataclass
 class _Frame:
-    """What every band of one trace shares: the planes it writes, flattened [C, H * W], and its rays."""
+    """What every band of one trace shares: the planes it writes, flattened [C, H * W], its rays and
+    the footprint's pixels they are cast through (`candidates`, [rows, cols] bool; None: all)."""
 
     flat: np.ndarray
     width: int
     cols: slice
     rays: CameraRays
+    candidates: np.ndarray | None
     lights: np.ndarray
+
+    def candidates_in(self, band: slice) -> np.ndarray | None:
+        """Row-major indices inside frame rows `band` of the pixels to trace; None: all of them."""
+        if self.candidates is None:
+            return None
+        return np.flatnonzero(self.candidates[band.start - self.rays.rows.start : band.stop - self.rays.rows.start])
 
     def pixels(self, band: slice, local: np.ndarray) -> np.ndarray:
         """Flat frame indices of a band's pixels given by their row-major index inside it."""
@@ -191,7 +215,8 @@ class EmbreeTracer:
         start = time.perf_counter()
         rows, cols = self._footprint(camera, width, height)
         planes = np.zeros((FIXED_PLANES + PLANES_PER_LIGHT * len(lights), height, width), np.float32)
-        frame = _Frame(planes.reshape(planes.shape[0], -1), width, cols, CameraRays(camera, rows, cols), lights)
+        frame = _Frame(planes.reshape(planes.shape[0], -1), width, cols, CameraRays(camera, rows, cols),
+                       self._candidates(camera, rows, cols), lights)
         step = max(1, BAND_PIXELS // max(1, cols.stop - cols.start))
         bands = [slice(r, min(r + step, rows.stop)) for r in range(rows.start, rows.stop, step)]
         if self._pool is None or len(bands) < 2:
@@ -206,31 +231,53 @@ class EmbreeTracer:
     def _footprint(self, camera: dict, width: int, height: int) -> tuple[slice, slice]:
         """Rows and columns that can see the mesh: its projected bounding box, one pixel wider;
         the whole frame when part of the mesh lies behind the camera."""
-        matrix = np.asarray(camera["matrix_world"], np.float64)
-        local = (self._box - matrix[:3, 3]) @ matrix[:3, :3]  # camera axes (Blender: looks down -Z)
-        depth = -local[:, 2]
-        if np.any(depth <= 1e-9):
+        projected = _project(camera, self._box)
+        if projected is None:
             return slice(0, height), slice(0, width)
-        K = np.asarray(camera["K"], np.float64)
-        cols = K[0, 0] * local[:, 0] / depth + K[0, 2]
-        rows = -K[1, 1] * local[:, 1] / depth + K[1, 2]
+        cols, rows = projected
         c0, c1 = int(np.clip(np.floor(cols.min()) - 1, 0, width)), int(np.clip(np.ceil(cols.max()) + 1, 0, width))
         r0, r1 = int(np.clip(np.floor(rows.min()) - 1, 0, height)), int(np.clip(np.ceil(rows.max()) + 1, 0, height))
         return slice(r0, max(r0, r1)), slice(c0, max(c0, c1))
+
+    def _candidates(self, camera: dict, rows: slice, cols: slice) -> np.ndarray | None:
+        """[rows, cols] bool: the footprint's pixels inside the projected bounding box (one pixel wider)
+        of some triangle, the only ones a primary ray can hit (the rays that miss cost half as much as
+        those that hit); None, trace them all, when the mesh has more triangles than half the footprint
+        has pixels (the boxes would cost more than the rays they save) or a vertex is behind the camera."""
+        n_rows, n_cols = rows.stop - rows.start, cols.stop - cols.start
+        if 2 * len(self.scene.triangles) > n_rows * n_cols:
+            return None
+        projected = _project(camera, self.scene.positions)
+        if projected is None:
+            return None
+        corners = np.stack(projected, -1)[self.scene.triangles] - [cols.start, rows.start]  # [T, 3, (col, row)]
+        low = np.maximum(np.floor(corners.min(1)).astype(np.int64) - 1, 0)
+        high = np.minimum(np.ceil(corners.max(1)).astype(np.int64) + 1, [n_cols - 1, n_rows - 1])
+        inside = (low <= high).all(1)
+        (c0, r0), (c1, r1) = low[inside].T, high[inside].T + 1
+        # Each box adds 1 to the pixels inside it: +1 and -1 at its corners in a difference array,
+        # summed along both axes.
+        stride = n_cols + 1
+        corner_index = np.concatenate([r0 * stride + c0, r0 * stride + c1, r1 * stride + c0, r1 * stride + c1])
+        signs = np.repeat([1.0, -1.0, -1.0, 1.0], len(c0))
+        boxes = np.bincount(corner_index, signs, minlength=(n_rows + 1) * stride).reshape(n_rows + 1, stride)
+        return boxes.cumsum(0).cumsum(1)[:n_rows, :n_cols] > 0.5
 
     def _trace_band(self, frame: _Frame, band: slice) -> dict[str, float]:
         """Trace and shade frame rows `band` into frame.flat; returns the seconds of each stage."""
         seconds = dict.fromkeys(STAGES, 0.0)
         start = time.perf_counter()
-        directions = frame.rays.directions(band)
+        local = frame.candidates_in(band)
+        directions = frame.rays.directions(band, local)
         hit = self._embree.run(np.broadcast_to(frame.rays.origin, directions.shape), directions, output=1)
-        local = np.flatnonzero(hit["primID"] >= 0)
+        hits = np.flatnonzero(hit["primID"] >= 0)
         seconds["primary"] = time.perf_counter() - start
-        if not len(local):
+        if not len(hits):
             return seconds
         start = time.perf_counter()
-        surface = self._surface(hit, local, directions)
-        pixels = frame.pixels(band, local)  # every plane is written at the covered pixels at once
+        surface = self._surface(hit, hits, directions)
+        # Every plane is written at the covered pixels at once.
+        pixels = frame.pixels(band, hits if local is None else local[hits])
         flat = frame.flat
         flat[0, pixels] = 1.0
         flat[1:3, pixels] = surface.uv
@@ -245,16 +292,16 @@ class EmbreeTracer:
         seconds["shadows"] = time.perf_counter() - start
         return seconds
 
-    def _surface(self, hit: dict, local: np.ndarray, directions: np.ndarray) -> _Surface:
-        """Barycentric interpolation at the hits `local` (indices into the band's rays)."""
-        u, v = hit["u"].take(local), hit["v"].take(local)
+    def _surface(self, hit: dict, hits: np.ndarray, directions: np.ndarray) -> _Surface:
+        """Barycentric interpolation at the hits `hits` (indices into the band's rays)."""
+        u, v = hit["u"].take(hits), hit["v"].take(hits)
         weights = (1 - u - v, u, v)
-        rows = np.ascontiguousarray(self._triangle_rows.take(hit["primID"].take(local), axis=0).T)  # [27, n]
+        rows = np.ascontiguousarray(self._triangle_rows.take(hit["primID"].take(hits), axis=0).T)  # [27, n]
         corners = rows[:24].reshape(3, 8, -1)
         mixed = corners[0] * weights[0] + corners[1] * weights[1] + corners[2] * weights[2]  # [8, n]
         face = rows[24:27]
         # Cycles turns both normals to face the ray where it hits a triangle's back.
-        facing = np.where(_dot(face, directions.take(local, axis=0).T) > 0, np.float32(-1), np.float32(1))
+        facing = np.where(_dot(face, directions.take(hits, axis=0).T) > 0, np.float32(-1), np.float32(1))
         return _Surface(position=mixed[0:3], normal=_normalize(mixed[3:6]) * facing, face=face * facing,
                         uv=mixed[6:8], corners=corners, weights=weights)
 
