@@ -7,6 +7,7 @@ problem becomes a 4xx answer `{"detail": message}`; a 500 means a bug in the ser
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import socket
 import threading
@@ -21,7 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 
 from backend import __version__
-from backend.atomic import atomic_open, atomic_path, write_bytes_atomic
+from backend.atomic import atomic_open, write_bytes_atomic
 from backend.errors import UserError
 from backend.outputs import BANK, FRAME, REPORT, check_output
 from backend.service.dataset_jobs import GenerateJob
@@ -40,6 +41,9 @@ OVERWRITE_FLAG = '"overwrite": true'  # how a request asks to replace what this 
 # open requests it stays within the 15 s the add-on gives the service before killing it.
 JOB_STOP_WAIT_S = 5.0
 MAX_PREVIEW_SIDE = 8192
+# A preview frame's in-place write: `out` was resolved inside the allowed folders, so a symlink put there
+# since is not followed (POSIX); binary on Windows.
+IN_PLACE_FLAGS = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
 
 
 class NotFound(Exception):
@@ -106,15 +110,18 @@ def _existing(path: str, settings: Settings, what: str) -> Path:
 
 
 def _write_frame(frame: np.ndarray, out: Path, durable: bool) -> None:
-    """The frame as .npy, renamed into place once complete; `durable` also waits until it is on disk,
-    which a preview frame skips: the next frame replaces it, and the wait costs more than its write."""
+    """The frame as .npy. A rendered frame is renamed into place once complete and on disk; a preview
+    frame (`durable` False) is written over the last one in place: its client reads each frame before it
+    asks for the next (one frame at a time, as with the default `out`, which clients share), and rewriting
+    pages already in memory takes 1 ms where a fresh 4 MB file takes 10-20 (512 px)."""
     frame = np.ascontiguousarray(frame, dtype=np.float32)
     if durable:
         with atomic_open(out) as stream:
             np.save(stream, frame)
-    else:
-        with atomic_path(out) as temporary, open(temporary, "wb") as stream:
-            np.save(stream, frame)
+        return
+    with os.fdopen(os.open(out, IN_PLACE_FLAGS, 0o644), "wb") as stream:
+        np.save(stream, frame)
+        stream.truncate()  # a larger earlier frame leaves nothing behind
 
 
 def _same_cluster(address: str) -> str:

@@ -116,7 +116,8 @@ class PreviewRequest(Strict):
     shadow_rays: int = Field(16, ge=4, le=1024, description="as the dataset's gbuffer_shadow_rays (a square)")
     renderer: Literal["auto", "torch", "emulated", "pycuda"] = "auto"
     out: str | None = Field(None, min_length=1, max_length=4096, pattern=ABSOLUTE_PATH,
-                            description="where to write the frame (.npy); default files_folder/frame.npy")
+                            description="where to write the frame (.npy), over the last one in place: read it "
+                                        "before asking for the next; default files_folder/frame.npy")
     overwrite: bool = Field(False, description="replace out even if it is not a frame this service wrote")
 
 
