@@ -30,7 +30,7 @@ class Selection:
     judged: int  # buckets with enough validation pixels to be compared
 
 
-def _squared_error_per_slot(bank: Bank, frames, views: list[View]) -> tuple[np.ndarray, np.ndarray]:
+def squared_error_per_slot(bank: Bank, frames, views: list[View]) -> tuple[np.ndarray, np.ndarray]:
     """(sum of squared display error, pixel count) per slot over the views' covered pixels."""
     errors, counts = np.zeros(bank.n_slots), np.zeros(bank.n_slots, dtype=np.int64)
     for view, frame in zip(views, frames):
@@ -51,9 +51,9 @@ def select_specialists(bank: Bank, views: list[View], device="cpu", min_pixels: 
     shared = slot_keys.index(SHARED_SLOT_KEY)
     shared_only = make_bank(bank.slots, bank.feature_mean, bank.feature_std, bank.meta)
     shared_only.lut = np.where(bank.lut >= 0, shared, -1).astype(np.int32)
-    own_error, counts = _squared_error_per_slot(bank, render_views(bank, views, device), views)
+    own_error, counts = squared_error_per_slot(bank, render_views(bank, views, device), views)
     # The shared-only frames, binned by the slot each pixel's tile has in the bank.
-    shared_error, _ = _squared_error_per_slot(bank, render_views(shared_only, views, device), views)
+    shared_error, _ = squared_error_per_slot(bank, render_views(shared_only, views, device), views)
     judged = [s for s in range(bank.n_slots) if s != shared and counts[s] >= min_pixels]
     losers = [s for s in judged if shared_error[s] < own_error[s]]
     slots = bank.slots.copy()

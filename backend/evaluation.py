@@ -40,8 +40,13 @@ def render_views(bank: Bank, views: list[View], device="cpu") -> list[np.ndarray
 
 def mean_psnr(bank: Bank, views: list[View], device="cpu") -> float:
     """PSNR of all views' face pixels pooled together (one MSE over every covered pixel)."""
+    return pooled_psnr(render_views(bank, views, device), views)
+
+
+def pooled_psnr(frames: list[np.ndarray], views: list[View]) -> float:
+    """PSNR of the frames' face pixels against their views' ground truth, one MSE over every covered pixel."""
     squared, count = 0.0, 0
-    for view, frame in zip(views, render_views(bank, views, device)):
+    for view, frame in zip(views, frames):
         diff = to_display(frame)[view.mask] - to_display(view.ground_truth)[view.mask]
         squared += float(np.sum(diff.astype(np.float64) ** 2))
         count += diff.size

@@ -350,6 +350,9 @@ def _given(provenance: dict) -> str:
         parts.append(f"started from {provenance.get('warm_start_from') or 'the teacher'} ({how})")
     else:
         parts.append("random start")
+    if provenance.get("networks_stopped_on_own_pixels"):
+        parts.append(f"{provenance['networks_stopped_on_own_pixels']} networks stopped early on their own validation "
+                     "pixels")
     if provenance.get("specialists_judged"):
         parts.append(f"{provenance['specialists_replaced']} of {provenance['specialists_judged']} judged specialists "
                      "replaced by the shared network")

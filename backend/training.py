@@ -33,7 +33,8 @@ from backend.bucket_selection import select_specialists
 from backend.buckets import Buckets, BucketStore, merge
 from backend.dataset import open_dataset
 from backend.errors import DatasetError, UserError
-from backend.evaluation import load_views, mean_psnr
+from backend.early_stopping import NetworkBests
+from backend.evaluation import load_views, mean_psnr, pooled_psnr, render_views
 from backend.features import N_FEATURES
 from backend.hashing import MAX_BINS
 from backend.model_kinds import BANK_KIND_OF, HASH_BANK, MODEL_KINDS, NEURAL_TEXTURE, SINGLE_PARAMS, TEACHER_KINDS
@@ -75,6 +76,7 @@ class TrainConfig:
     bins: int = 4  # UV bins per axis of the tile key (the talk's 8 left a tenth of the pixels unseen; docs/training.md)
     max_baseline_width: int = 256
     select_specialists: bool = True  # a bucket losing to the shared network on validation views gets its weights
+    per_network_stopping: bool = True  # each bucket keeps its weights of its own best validation (early_stopping.py)
     teacher: str | None = "auto"  # bank whose shading of the unlabelled views adds training pixels;
     # "auto": with unlabelled views, train a teacher of teacher_kind on the labelled pixels first (or reuse it)
     teacher_kind: str = NEURAL_TEXTURE  # or single_cost (one MLP of the bank's layers); docs/training.md
@@ -300,6 +302,7 @@ class TrainState:
     best_step: int = 0
     best_params: list | None = None  # the model's parameters at best_psnr
     evals_since_best: int = 0
+    network_bests: NetworkBests | None = None  # hash banks: each network's own best validation
     seconds: float = 0.0  # training time of this run and of those it resumes, at the last capture
     params: list | None = None  # the model, optimizer and sampling generator at the last capture
     optimizer: dict | None = None
@@ -467,13 +470,20 @@ class Trainer:
     def loop(self, model, optimizer, generator, problem: Problem, views, provenance: dict) -> TrainResult:
         config, state = self.config, self.state
         validated_as = fallback_candidates(config)[0]
+        per_network = config.kind == HASH_BANK and config.per_network_stopping
         if state.best_params is None:
             state.best_params = model.state()
 
         def validate(loss: float) -> bool:
             """Score the model on the validation views, keep it if best; True when patience is spent."""
             self.progress(state.step, loss, state.best_psnr if state.history else None, "validate")
-            psnr = mean_psnr(to_bank(model, problem, config, validated_as, provenance), views, config.device)
+            bank = to_bank(model, problem, config, validated_as, provenance)
+            frames = render_views(bank, views, config.device)
+            psnr = pooled_psnr(frames, views)
+            if per_network:
+                rows = model.slot_rows()
+                state.network_bests = state.network_bests or NetworkBests.empty(rows)
+                state.network_bests.update(bank, frames, views, rows, state.step)
             state.history.append({"step": state.step, "loss": loss, "val_psnr": psnr, "seconds": self.elapsed})
             if psnr > state.best_psnr + MIN_PSNR_GAIN:
                 state.best_psnr, state.best_step, state.best_params = psnr, state.step, model.state()
@@ -514,6 +524,10 @@ class Trainer:
         config, state = self.config, self.state
         self.progress(state.step, state.history[-1]["loss"], state.best_psnr, "save")
         model.load_state(state.best_params)
+        stopped_on_own = None
+        if state.network_bests is not None:
+            rows, stopped_on_own = state.network_bests.combined(model.slot_rows())
+            model.load_rows(rows)
         selection = None
         if config.kind == HASH_BANK and config.select_specialists:
             selection = select_specialists(to_bank(model, problem, config, "shared_network", provenance), views,
@@ -526,6 +540,7 @@ class Trainer:
         provenance = {**provenance, "steps": state.step, "best_step": state.best_step,
                       "seconds": round(self.elapsed, 2),
                       "val_psnr": scores[fallback], "fallback_val_psnr": scores, "stopped_early": stopped_early,
+                      "networks_stopped_on_own_pixels": stopped_on_own,
                       "specialists_replaced": None if selection is None else len(selection.replaced_keys),
                       "specialists_judged": None if selection is None else selection.judged,
                       "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
