@@ -14,6 +14,7 @@ Blender's main thread is held per frame (snapshot + upload; the rest runs in a t
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -29,6 +30,11 @@ import addon_utils  # noqa: E402  (importable once bpy is)
 AIM_FRAME_MS, AIM_GBUFFER_MS = 150.0, 60.0
 STAGES = ("snapshot", "gbuffer", "transfer", "shading", "upload")
 MAIN_THREAD_STAGES = ("snapshot", "upload")
+
+
+def machine_load() -> str:
+    """What else ran: other work on the cores changes every figure here (compare runs made together)."""
+    return f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
 
 
 def random_bank_file(folder: Path) -> Path:
@@ -116,7 +122,7 @@ def run(args, folder: Path) -> int:
 
     width, height = job.resolution
     print(f"\nNeural Render Preview, {width}x{height}, renderer {job.shaded.renderer}, "
-          f"median of {args.frames} frames (bank: {bank.name})")
+          f"median of {args.frames} frames (bank: {bank.name}); {machine_load()}")
     medians = {stage: statistics.median(values) for stage, values in samples.items()}
     for stage in STAGES:
         print(f"  {stage:<9} {medians[stage]:9.1f} ms")

@@ -12,6 +12,7 @@ threads, so they can add up to more than the frame), and the build time of the r
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -48,6 +49,7 @@ def main() -> int:
     centre, radius = bounds(face)
     settings = DatasetSettings(lights=(2, 2))
     modifier = face.modifiers.new("bench", "SUBSURF")
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other work changes every figure)")
     print(f"{'triangles':>9} {'build ms':>8} | " + " | ".join(f"{s:>4} px: ms (ms/MP)" for s in args.sizes)
           + " | stages at the largest size (ms)")
     for level in args.levels:
