@@ -2,7 +2,7 @@
 
 Usage: .venv/bin/python benchmarks/bench_tracer.py [--sizes 128 256 512] [--levels 0 1 2] [--views 3]
 
-The example face (`make example` builds it), subdivided 0, 1 and 2 times (12k, 49k and 196k
+The example face (`make example` builds it), subdivided 0, 1 and 2 times (12k, 73k and 293k
 triangles), is exported as Generate Dataset exports it (blender_addon/scene_export.evaluated_mesh)
 and traced from the dataset's random cameras and lights (two lights, 16 shadow rays). Prints the
 median time per frame and per megapixel, by stage (each stage's time summed over the tracer's
