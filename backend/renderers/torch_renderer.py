@@ -23,7 +23,7 @@ from backend.hashing import gbuffer_tile_keys, pixel_bits, tile_grid
 from backend.network import activate_output
 from backend.prefilter import CoveredPixels
 
-COLUMNS_PER_MATMUL = 4096  # pixels per matmul: the hidden activations stay in cache
+COLUMNS_PER_MATMUL = 4096  # pixel-lights per matmul: the hidden activations stay in cache
 
 
 class TorchRenderer:
@@ -157,21 +157,24 @@ class TorchRenderer:
         return self._tile_pixels[h, w]
 
     def _networks(self, x: torch.Tensor, runs) -> torch.Tensor:
-        """Output transfer f [3, L, M] of the first M (shaded) pixels of x [F, L, N], slot by slot."""
+        """Output transfer f [3, L, M] of the first M (shaded) pixels of x [F, L, N], slot by slot.
+
+        Every light's columns of a piece of a run go through one matmul per layer: runs are a few
+        hundred pixels, and a matmul's call costs as much as its work at that size."""
         n_lights = x.shape[1]
         shaded = runs[-1][2] if runs else 0
         y = torch.empty(3, n_lights, shaded, device=x.device)
         last = len(self._layers) - 1
+        step = max(1, COLUMNS_PER_MATMUL // n_lights)
         for slot, start, end in runs:
-            for a in range(start, end, COLUMNS_PER_MATMUL):
-                b = min(a + COLUMNS_PER_MATMUL, end)
-                for k in range(n_lights):
-                    h = x[:, k, a:b]
-                    for i, (w, bias) in enumerate(self._layers):
-                        if i < last:
-                            h = torch.addmm(bias[slot], w[slot], h).relu_()
-                        else:
-                            torch.addmm(bias[slot], w[slot], h, out=y[:, k, a:b])
+            for a in range(start, end, step):
+                b = min(a + step, end)
+                h = x[:, :, a:b].reshape(x.shape[0], -1)  # [F, L * pixels]
+                for i, (w, bias) in enumerate(self._layers):
+                    h = torch.addmm(bias[slot], w[slot], h)
+                    if i < last:
+                        h = h.relu_()
+                y[:, :, a:b] = h.view(3, n_lights, b - a)
         return activate_output(y, self.bank.output_activation)
 
 
