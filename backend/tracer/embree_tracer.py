@@ -14,7 +14,8 @@ into bands of rows that each thread traces and shades from start to end (primary
 shadow rays), so a band's arrays stay in the CPU's cache and numpy and Embree, which both release
 the GIL, keep every core busy; per-pixel values are held as [channels, pixels] float32 columns,
 and everything a hit reads of its triangle (corner positions, normals and UVs, the face normal)
-comes from one row of a per-triangle table, gathered once.
+comes from one row of a per-triangle table, gathered once; primary rays go only through pixels
+that some triangle's projected bounding box covers. docs/formats/scene.md, "Speed", has the figures.
 """
 
 from __future__ import annotations
