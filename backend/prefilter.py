@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from backend.errors import GBufferError
-from backend.gbuffer import ALBEDO, FIXED_PLANES, MASK, POSITION, GBuffer
+from backend.gbuffer import ALBEDO, FIXED_PLANES, POSITION, GBuffer
 
 # Radii in units of the object's bounding radius. The generator's skin scatters red light over a
 # mean free path of 0.02 bounding radii (blender_addon/scene_setup.py); a near and a far width
