@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
 from backend.errors import UserError
@@ -27,13 +26,6 @@ COMMANDS = {
     "addon": "Build the installable Blender extension zip",
     "demo": "Generate, train and report on the example face",
 }
-
-
-# OpenMP threads that spin while they wait make torch many times slower whenever another process
-# (Blender, a render) shares the cores (a 256 px frame: 28 ms alone, 263 ms spinning beside a busy
-# process, 37 ms passive; `python -m backend bench --threads`). The commands that shade frames wait
-# passively, so the report and the benchmarks time what the preview service does.
-PASSIVE_OPENMP_COMMANDS = ("serve", "render", "report", "bench")
 
 
 def _module(name: str):
@@ -54,8 +46,6 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)
-    if args.command in PASSIVE_OPENMP_COMMANDS:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before the command imports torch
     try:
         return int(_module(args.command).run(args) or 0)
     except UserError as exc:
