@@ -78,12 +78,12 @@ def _follow_parent(pid: int, server) -> None:
 def run(args) -> int:
     if args.parent_pid is not None:
         _check_parent(args.parent_pid)
-    # OpenMP threads that spin while they wait make torch many times slower whenever another process
-    # (Blender, a render) shares the cores (a 256 px frame: 28 ms alone, 263 ms spinning beside a busy
-    # process, 37 ms passive; `python -m backend bench --threads`). Only here: on an idle machine two
-    # passive threads are 3x slower than two spinning ones (256 px demo frame: 56 against 19 ms), so the
-    # report and the benchmarks keep the default. Set before torch is imported.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # One OpenMP thread: the service shades beside Blender, and torch's second thread either spins
+    # while it waits (a 256 px frame: 28 ms alone, 263 ms beside a busy process) or, told to wait
+    # passively, sleeps and wakes for every small op (3x slower on an idle machine). With one thread
+    # the 512 px preview shades in 112 ms instead of 242 (`make bench-preview`, idle: 272 ms a frame
+    # instead of 483). Training jobs the service runs use one thread too. Set before torch is imported.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     import uvicorn
 
     from backend.service import Settings, create_app
