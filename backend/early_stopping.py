@@ -35,13 +35,14 @@ class NetworkBests:
         n = rows.shape[0]
         return cls(np.full(n, np.inf), np.zeros(n, np.int64), np.zeros(n, np.int64), rows.copy())
 
-    def update(self, bank: Bank, frames: list[np.ndarray], views: list[View], rows: np.ndarray, step: int) -> None:
-        """Score this validation's frames of `bank` (whose slots are the model's first networks) per slot."""
+    def update(self, bank: Bank, frames: list[np.ndarray], views: list[View], step: int) -> None:
+        """Score this validation's frames of `bank` (whose slots are the model's first networks) per slot,
+        and keep the slots' weights where they improved."""
         squared, pixels = squared_error_per_slot(bank, frames, views)
         n = len(squared)
         error = np.where(pixels > 0, squared / np.maximum(pixels, 1), np.inf)
         better = np.flatnonzero(error < self.error[:n])
-        self.error[better], self.step[better], self.rows[better] = error[better], step, rows[better]
+        self.error[better], self.step[better], self.rows[better] = error[better], step, bank.slots[better]
         self.pixels[:n] = pixels
 
     def combined(self, overall: np.ndarray) -> tuple[np.ndarray, int]:

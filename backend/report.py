@@ -52,8 +52,9 @@ def model_name(bank: Bank) -> str:
     return bank.kind
 
 
-def find_models(bank_path: Path) -> dict[str, Bank]:
-    """The bank (first), then the baselines `train --baselines` and the teacher it trained wrote next to it."""
+def find_models(bank_path: Path) -> dict[str, tuple[Path, Bank]]:
+    """Path and bank of the bank (first), then of the baselines `train --baselines` and the teacher it
+    trained wrote next to it."""
     bank = load_bank(bank_path)
     models = {model_name(bank): (bank_path, bank)}
     for name in COMPANIONS:

@@ -480,10 +480,9 @@ class Trainer:
             bank = to_bank(model, problem, config, validated_as, provenance)
             frames = render_views(bank, views, config.device)
             psnr = pooled_psnr(frames, views)
-            if per_network:
-                rows = model.slot_rows()
-                state.network_bests = state.network_bests or NetworkBests.empty(rows)
-                state.network_bests.update(bank, frames, views, rows, state.step)
+            if per_network:  # the validation bank's slots are the model's packed rows: not packed again
+                state.network_bests = state.network_bests or NetworkBests.empty(model.slot_rows())
+                state.network_bests.update(bank, frames, views, state.step)
             state.history.append({"step": state.step, "loss": loss, "val_psnr": psnr, "seconds": self.elapsed})
             if psnr > state.best_psnr + MIN_PSNR_GAIN:
                 state.best_psnr, state.best_step, state.best_params = psnr, state.step, model.state()

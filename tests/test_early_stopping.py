@@ -25,7 +25,7 @@ def test_every_judged_network_keeps_its_own_best_validation():
     bests = NetworkBests.empty(wrong.slots)
     for step, rows in ((1, first), (2, second)):
         bank = make_bank(rows, right.feature_mean, right.feature_std, right.meta)
-        bests.update(bank, render_views(bank, views), views, rows, step)
+        bests.update(bank, render_views(bank, views), views, step)
     _, pixels = squared_error_per_slot(right, render_views(right, views), views)
     judged = pixels >= MIN_VALIDATION_PIXELS
     assert judged.sum() >= 4 and (~judged).any(), "the views must give some networks too few pixels to judge"
