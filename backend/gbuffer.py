@@ -129,6 +129,10 @@ class GBuffer:
         if not np.all(np.isfinite(self.lights)) or not np.all(np.isfinite(self.camera_position)):
             raise GBufferError(f"{self.source}: non-finite light or camera values")
         covered = self.covered
+        # Screened by one sum over the planes (NaN and Inf survive it; a 512 px frame in 2-3 ms
+        # instead of 7 for gathering every plane), checked plane by plane only where it flags a pixel.
+        if np.isfinite(np.add.reduce(p, axis=0)[covered]).all():
+            return
         bad = ~np.isfinite(p[:, covered])
         if bad.any():
             plane = int(np.nonzero(bad.any(axis=1))[0][0])

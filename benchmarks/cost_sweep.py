@@ -11,7 +11,7 @@ With --teacher (e.g. the demo's `face.teacher.nfbank`) every model learns from t
 labels of the unlabelled views; students of the teacher's own width start from it, as in `train`.
 
     .venv/bin/python benchmarks/cost_sweep.py --data out/demo/dataset --out out/sweep --minutes 2 \\
-        [--teacher out/demo/bank/face.teacher.nfbank]
+        [--steps 2000] [--teacher out/demo/bank/face.teacher.nfbank]
 """
 
 from __future__ import annotations
@@ -37,7 +37,10 @@ def main() -> int:
     parser.add_argument("--data", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--widths", default="8,16,32,64")
+    parser.add_argument("--kinds", default=f"{HASH_BANK},{SINGLE_COST}", help="models to train at every width")
     parser.add_argument("--minutes", type=float, default=2.0, help="training budget per model")
+    parser.add_argument("--steps", type=int, help="a fixed step budget per model instead of --minutes (best "
+                        "validation weights, no early stop): the same work for every model on a loaded machine")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--teacher", default="auto", help="a teacher bank for every model (default: train one each)")
     args = parser.parse_args()
@@ -47,10 +50,11 @@ def main() -> int:
     test_views = load_views(dataset, dataset.indices("test"))
     rows = []
     for width in [int(w) for w in args.widths.split(",")]:
-        for kind in (HASH_BANK, SINGLE_COST):
+        for kind in args.kinds.split(","):
             path = out / f"w{width}" / f"{kind}.nfbank"
-            config = TrainConfig(data=args.data, out=str(path), minutes=args.minutes, widths=(width, width), kind=kind,
-                                 device=args.device, teacher=args.teacher)
+            budget = {"steps": args.steps, "patience": 0} if args.steps else {"minutes": args.minutes}
+            config = TrainConfig(data=args.data, out=str(path), widths=(width, width), kind=kind,
+                                 device=args.device, teacher=args.teacher, **budget)
             train(config)
             bank = load_bank(path)
             row = {"kind": kind, "width": width, "multiply_adds": multiply_adds(bank.layers),

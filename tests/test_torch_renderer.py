@@ -88,6 +88,24 @@ def test_an_array_assigned_after_construction_is_checked_and_a_bad_one_refused()
     assert (create(bank_for(g)).render(g)[~g.covered, :3] == 1).all()
 
 
+def test_non_finite_values_are_refused_only_where_covered():
+    """The check screens by a sum over the planes, then confirms plane by plane: one Inf on one
+    covered pixel is refused, NaN off the face is not, nor finite values whose sum overflows."""
+    g = sphere_gbuffer(16, 16)
+    planes = g.planes.copy()
+    planes[6:, ~g.covered] = np.nan
+    g.planes = planes
+    planes = planes.copy()
+    y, x = np.argwhere(g.covered)[0]
+    planes[-1, y, x] = 3e38
+    planes[-2, y, x] = 3e38  # their sum is +Inf in float32, each value is finite
+    g.planes = planes
+    planes = planes.copy()
+    planes[7, y, x] = np.inf
+    with pytest.raises(GBufferError, match="NaN or Inf in plane 7 on 1 covered pixel"):
+        g.planes = planes
+
+
 def test_auto_choice_and_registry():
     name, reason = choose()
     assert name in ("torch", "pycuda") and reason
