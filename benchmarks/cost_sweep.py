@@ -74,6 +74,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, axis = plt.subplots(figsize=(6, 4))
     for kind, style in ((HASH_BANK, "o-"), (SINGLE_COST, "s--")):
@@ -83,6 +84,9 @@ def plot(rows: list[dict], path: Path) -> None:
         for r in mine:
             axis.annotate(f"w{r['width']}", (r["multiply_adds"], r["test_psnr"]), fontsize=8,
                           textcoords="offset points", xytext=(4, -10))
+    costs = sorted({r["multiply_adds"] for r in rows})
+    axis.set_xticks(costs, [f"{c:,}" for c in costs])
+    axis.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())  # log-axis minor labels overlap
     axis.set_xlabel("multiply-adds per pixel and light")
     axis.set_ylabel("test PSNR (dB, face pixels)")
     axis.legend()
