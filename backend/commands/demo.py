@@ -2,7 +2,7 @@
 
 Each stage is the real command in its own process (so Blender's memory is given back before
 training); re-running resumes: the dataset and the example scene are kept, training restarts.
-The defaults take about 20 minutes on a 2-core CPU (20.2 measured from a fresh clone); the stage
+The defaults take under 20 minutes on a 2-core CPU (18.7 measured from a fresh clone); the stage
 timings are printed at the end.
 """
 
