@@ -1,5 +1,6 @@
 """Training on the real Suzanne dataset: banks, baselines, determinism, kill -9 + resume, bad input."""
 
+import gc
 import json
 import os
 import signal
@@ -54,8 +55,6 @@ def test_hash_bank_is_written_deterministic_and_reports_progress(suzanne_dataset
 def test_training_data_is_freed_when_train_returns(suzanne_dataset, tmp_path):
     """Frames left in reference cycles (matplotlib's parser keeps exceptions with their tracebacks)
     held every model's data until the cyclic collector ran: gigabytes per model in the service."""
-    import gc
-
     gc.disable()
     try:
         train(fast_config(suzanne_dataset, tmp_path / "bank.nfbank", steps=5, eval_every=5))
