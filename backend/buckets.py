@@ -8,7 +8,9 @@ processed again). The store lives beside the bank being trained, in
 its settings, the feature spec or the store format change.
 
 A pixel record is what training needs for one pixel: features per light `[L, F]`, light factor
-per light `[L, 3]` (gbuffer.md section 5) and the ground-truth radiance `[3]`.
+per light `[L, 3]` (gbuffer.md section 5) and the ground-truth radiance `[3]` under those lights.
+With each light's own ground truth (dataset version 4), a pixel seen under L lights gives L
+records of one light each: L targets where the sum gave one, and no light's share to guess.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from backend.gbuffer import FEATURE_SPEC_VERSION, GBuffer
 from backend.hashing import gbuffer_tile_keys, pixel_tile_map
 from backend.prefilter import FilterRadii
 
-STORE_VERSION = 2
+STORE_VERSION = 3  # 3: one record per pixel and light, from each light's own ground truth
 
 
 @dataclass
@@ -61,15 +63,31 @@ class Buckets:
 
 def sample_records(gbuffer: GBuffer, ground_truth: np.ndarray, tile_size: int, bins: int,
                    radii: FilterRadii) -> PixelRecords:
-    """Pixel records of one sample; ground_truth is RGBA or RGB [C, H, W] linear radiance."""
+    """Pixel records of one sample. `ground_truth`: linear radiance, either each light's own
+    [L, 3, H, W] (one record per covered pixel and light) or the sum over the lights, RGB(A)
+    [C, H, W] (one record per covered pixel, all its lights)."""
     features, factor = shading_inputs(gbuffer, radii)
     covered = gbuffer.covered
     keys = pixel_tile_map(gbuffer_tile_keys(gbuffer, tile_size, bins), gbuffer.height, gbuffer.width, tile_size)[covered]
     order = np.argsort(keys, kind="stable")
+    features = features.numpy()[:, covered].transpose(1, 0, 2)[order]  # [N, L, F]
+    factor = factor.numpy()[:, covered].transpose(1, 0, 2)[order]  # [N, L, 3]
+    if ground_truth.ndim == 4:  # per light: records pixel-major, so the keys stay sorted
+        n_lights = gbuffer.n_lights
+        if ground_truth.shape[0] != n_lights:
+            raise DatasetError(f"{gbuffer.source}: {ground_truth.shape[0]} per-light ground truths "
+                               f"for {n_lights} lights")
+        target = ground_truth[:, :3, covered].transpose(2, 0, 1)[order]  # [N, L, 3]
+        return PixelRecords(
+            keys=np.repeat(keys[order].astype(np.int64), n_lights),
+            features=np.ascontiguousarray(features.reshape(-1, 1, features.shape[-1])),
+            factor=np.ascontiguousarray(factor.reshape(-1, 1, 3)),
+            target=np.ascontiguousarray(target.reshape(-1, 3), dtype=np.float32),
+        )
     return PixelRecords(
         keys=keys[order].astype(np.int64),
-        features=features.numpy()[:, covered].transpose(1, 0, 2)[order],
-        factor=factor.numpy()[:, covered].transpose(1, 0, 2)[order],
+        features=features,
+        factor=factor,
         target=np.ascontiguousarray(ground_truth[:3, covered].T[order], dtype=np.float32),
     )
 
@@ -97,19 +115,23 @@ def fingerprint(value) -> str:
 
 
 class BucketStore:
-    def __init__(self, root, tile_size: int, bins: int, dataset, radii: FilterRadii):
+    def __init__(self, root, tile_size: int, bins: int, dataset, radii: FilterRadii, per_light: bool = True):
+        """`per_light`: records from each light's own ground truth (else from their sum)."""
         self.root = Path(root)
         self.tile_size, self.bins, self.dataset, self.radii = tile_size, bins, dataset, radii
+        self.per_light = per_light
         self.identity = {"store_version": STORE_VERSION, "feature_spec_version": FEATURE_SPEC_VERSION,
-                         "filter_radii": radii.to_json(),
+                         "filter_radii": radii.to_json(), "per_light": per_light,
                          "tile_size": tile_size, "bins": bins, "dataset": str(Path(dataset.root).resolve()),
                          "dataset_settings": fingerprint(dataset.manifest.get("settings", {}))}
         self.index = self._read_index()
 
     @classmethod
-    def beside(cls, bank_path, dataset, tile_size: int, bins: int, radii: FilterRadii) -> "BucketStore":
-        """The store of a bank being trained: `<bank folder>/buckets/tile<T>_bins<B>/`."""
-        return cls(Path(bank_path).parent / "buckets" / f"tile{tile_size}_bins{bins}", tile_size, bins, dataset, radii)
+    def beside(cls, bank_path, dataset, tile_size: int, bins: int, radii: FilterRadii,
+               per_light: bool = True) -> "BucketStore":
+        """The store of a bank being trained: `<bank folder>/buckets/tile<T>_bins<B>[_summed]/`."""
+        name = f"tile{tile_size}_bins{bins}" + ("" if per_light else "_summed")
+        return cls(Path(bank_path).parent / "buckets" / name, tile_size, bins, dataset, radii, per_light)
 
     def _read_index(self) -> dict:
         path = self.root / "index.json"
@@ -147,8 +169,8 @@ class BucketStore:
         added = []
         for i in self.missing(indices):
             gbuffer = self.dataset.load_gbuffer(i)
-            self.add(i, sample_records(gbuffer, self.dataset.load_ground_truth(i), self.tile_size, self.bins,
-                                       self.radii))
+            truth = self.dataset.load_light_ground_truths(i) if self.per_light else self.dataset.load_ground_truth(i)
+            self.add(i, sample_records(gbuffer, truth, self.tile_size, self.bins, self.radii))
             added.append(i)
             if on_sample:
                 on_sample(i)

@@ -20,9 +20,10 @@ from backend.gbuffer import FIXED_PLANES, MASK, NORMAL, GBuffer, light_pass_plan
 
 FORMAT = "neural-face-dataset"
 # 2 added the "unlabelled" split (records whose ground_truth is null); 3 traces every G-buffer with
-# the backend's ray tracer from the exported scene (no Cycles sampling noise in the light passes).
-VERSION = 3
-SUPPORTED_VERSIONS = (3,)
+# the backend's ray tracer from the exported scene (no Cycles sampling noise in the light passes);
+# 4 adds each light's own ground truth (its light group's pass, denoised on its own) to the ground truth file.
+VERSION = 4
+SUPPORTED_VERSIONS = (4,)
 UNLABELLED = "unlabelled"
 
 # EXR part and channels of each fixed G-buffer plane group, in plane order (gbuffer.md section 1).
@@ -36,6 +37,7 @@ GBUFFER_CHANNELS = [
 LIGHT_PART = "Lights.Combined_{lightgroup}"
 LIGHTS_COVERAGE_PART = "Lights.Combined"
 GROUND_TRUTH_PART = "GroundTruth.Combined"
+GROUND_TRUTH_LIGHT_PART = "GroundTruth.Combined_{lightgroup}"  # the radiance light `lightgroup` alone gives
 
 
 def _read(path: Path, error=DatasetError) -> dict[str, dict[str, np.ndarray]]:
@@ -184,18 +186,38 @@ class Dataset:
         record = self.record(index)
         return gbuffer_from_exr(self.root / record["gbuffer"], record)
 
-    def load_ground_truth(self, index: int) -> np.ndarray:
-        """RGBA float32 [4, H, W]: linear radiance premultiplied by alpha, alpha = coverage."""
+    def _ground_truth_parts(self, index: int) -> tuple[Path, dict, tuple[int, int]]:
         record = self.record(index)
         if record.get("ground_truth") is None:
             raise DatasetError(f"{self.root}: sample {index} is an unlabelled view (a G-buffer without ground truth)")
         path = self.root / record["ground_truth"]
         width, height = record["resolution"]
-        image = _planes(_read(path), path, GROUND_TRUTH_PART, "RGBA", (height, width), DatasetError)
-        if not np.all(np.isfinite(image)):
-            raise DatasetError(f"{path}: ground truth holds NaN or Inf values")
-        image[:3, image[3] == 0] = 0  # the denoiser bleeds colour into the empty film; it is black
-        return image
+        return path, _read(path), (height, width)
+
+    def load_ground_truth(self, index: int) -> np.ndarray:
+        """RGBA float32 [4, H, W]: linear radiance premultiplied by alpha, alpha = coverage."""
+        path, parts, shape = self._ground_truth_parts(index)
+        return _combined_ground_truth(path, parts, shape)
+
+    def load_light_ground_truths(self, index: int) -> np.ndarray:
+        """Each light's own radiance, float32 [L, 3, H, W] in the record's light order (their sum is
+        the combined ground truth up to the denoiser's error); black where the film is empty."""
+        path, parts, shape = self._ground_truth_parts(index)
+        coverage = _combined_ground_truth(path, parts, shape)[3]
+        lights = np.stack([_planes(parts, path, GROUND_TRUTH_LIGHT_PART.format(lightgroup=light["lightgroup"]), "RGB",
+                                   shape, DatasetError) for light in self.record(index)["lights"]])
+        if not np.all(np.isfinite(lights)):
+            raise DatasetError(f"{path}: a light's ground truth holds NaN or Inf values")
+        lights[:, :, coverage == 0] = 0
+        return lights
+
+
+def _combined_ground_truth(path: Path, parts: dict, shape: tuple[int, int]) -> np.ndarray:
+    image = _planes(parts, path, GROUND_TRUTH_PART, "RGBA", shape, DatasetError)
+    if not np.all(np.isfinite(image)):
+        raise DatasetError(f"{path}: ground truth holds NaN or Inf values")
+    image[:3, image[3] == 0] = 0  # the denoiser bleeds colour into the empty film; it is black
+    return image
 
 
 def open_dataset(root: str | os.PathLike) -> Dataset:
@@ -210,6 +232,11 @@ def open_dataset(root: str | os.PathLike) -> Dataset:
         raise DatasetError(f"{manifest_path}: unreadable manifest ({exc})") from None
     if manifest.get("format") != FORMAT:
         raise DatasetError(f"{manifest_path}: not a {FORMAT} manifest")
+    if manifest.get("version") == 3:
+        raise DatasetError(f"{manifest_path}: a version 3 dataset, whose ground truth holds only the sum over the "
+                           f"lights; training now learns from each light's own ground truth (dataset version "
+                           f"{VERSION}). Generate it again with the same settings (python -m backend generate "
+                           "--overwrite, or into a new folder)")
     if manifest.get("version") in (1, 2):
         raise DatasetError(f"{manifest_path}: a version {manifest['version']} dataset, whose G-buffers Cycles "
                            f"rendered; this version traces them from the exported scene (dataset version {VERSION}, "

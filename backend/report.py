@@ -340,9 +340,12 @@ def _figures(work: Path, bank: Bank, primary: str, results: dict, view: View, ba
 
 def _given(provenance: dict) -> str:
     """One line: the labelled views, the teacher-labelled pixels and the start of a model's training."""
-    parts = [f"{provenance.get('train_samples', '?')} labelled views"]
+    per_light = provenance.get("per_light_targets", False)
+    parts = [f"{provenance.get('train_samples', '?')} labelled views, "
+             + ("each light's own ground truth" if per_light else "ground truth summed over the lights")]
     if provenance.get("teacher_pixels"):
-        parts.append(f"{provenance['teacher_pixels']} teacher-labelled pixels of "
+        unit = "pixel-light pairs" if per_light else "pixels"
+        parts.append(f"{provenance['teacher_pixels']} teacher-labelled {unit} of "
                      f"{provenance['unlabelled_samples']} unlabelled views")
     if provenance.get("teacher_kind"):
         parts.append(f"teacher: {provenance['teacher_kind']}")

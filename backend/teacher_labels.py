@@ -24,16 +24,23 @@ TEACHER_SUFFIX = ".teacher.nfbank"
 
 
 def teacher_records(teacher: Bank, dataset, indices, tile_size: int, bins: int, radii: FilterRadii,
-                    device="cpu", on_view=None) -> PixelRecords | None:
-    """Pixel records of the unlabelled views `indices` with the teacher's radiance as the target."""
+                    device="cpu", on_view=None, per_light: bool = True) -> PixelRecords | None:
+    """Pixel records of the unlabelled views `indices` with the teacher's radiance as the target:
+    each light's own (the view rendered under that light alone), or with `per_light` False the sum."""
     renderer = create(teacher, device=device)
+
+    def radiance(gbuffer) -> np.ndarray:  # [3, H, W]
+        return np.ascontiguousarray(renderer.render(gbuffer)[..., :3].transpose(2, 0, 1))
+
     parts = []
     for i in indices:
         gbuffer = dataset.load_gbuffer(i)
         gbuffer.background = None
-        frame = renderer.render(gbuffer)
-        parts.append(sample_records(gbuffer, np.ascontiguousarray(frame[..., :3].transpose(2, 0, 1)),
-                                    tile_size, bins, radii))
+        if per_light:
+            truth = np.stack([radiance(gbuffer.only_light(k)) for k in range(gbuffer.n_lights)])
+        else:
+            truth = radiance(gbuffer)
+        parts.append(sample_records(gbuffer, truth, tile_size, bins, radii))
         if on_view:
             on_view(i)
     parts = [p for p in parts if len(p)]

@@ -67,7 +67,10 @@ class TrainConfig:
     batch: int = 256  # pixels per bucket per step
     checkpoint_every: int = 200
     eval_every: int = 100
-    patience: int = 8  # evaluations without improvement before stopping; 0 never stops early
+    # Evaluations without a MIN_PSNR_GAIN before stopping; 0 (default) runs the whole budget: validation
+    # PSNR still rises by tenths of a dB in the cosine schedule's second half, slower than any patience
+    # rule tells from noise (docs/training.md, "Early stopping"). The best-on-validation weights are kept.
+    patience: int = 0
     kind: str = HASH_BANK
     loss_space: str = "tonemap"
     output_activation: str = "exp"
@@ -88,6 +91,8 @@ class TrainConfig:
     # or a neural_texture bank of the same hidden widths, folded: backend.neural_texture.folded_rows)
     warm_start: bool = True  # start from warm_from or the teacher (backend.warm_start); False: random start,
     # the teacher's labels only
+    per_light_targets: bool = True  # learn each light's own ground truth (one record per pixel and light);
+    # False: the sum over the lights, one record per pixel (docs/training.md, "Per-light ground truth")
 
     def validate(self) -> None:
         problems = []
@@ -416,14 +421,15 @@ class Trainer:
         train_ids, val_ids = _splits(dataset)
         self.out.parent.mkdir(parents=True, exist_ok=True)
         radii = FilterRadii.for_object(dataset.bounding_radius)
-        store = BucketStore.beside(self.out, dataset, config.tile_size, config.bins, radii)
+        store = BucketStore.beside(self.out, dataset, config.tile_size, config.bins, radii, config.per_light_targets)
         store.update(train_ids, on_sample=lambda i: self.progress(0, float("nan"), None, "buckets"))
         buckets, teacher_pixels, teacher = store.load(train_ids), 0, None
         unlabelled = dataset.indices("unlabelled")
         if config.teacher not in (None, "auto") and unlabelled:
             teacher = load_bank(config.teacher)
             labelled = teacher_records(teacher, dataset, unlabelled, config.tile_size, config.bins, radii,
-                                       config.device, on_view=lambda i: self.progress(0, float("nan"), None, "teacher"))
+                                       config.device, on_view=lambda i: self.progress(0, float("nan"), None, "teacher"),
+                                       per_light=config.per_light_targets)
             if labelled is not None:
                 teacher_pixels = len(labelled)
                 buckets = Buckets.from_records(merge([buckets.records, labelled]))
@@ -447,7 +453,8 @@ class Trainer:
         provenance = {"dataset": str(Path(config.data).resolve()), "manifest_sha256": manifest_sha256(dataset),
                       "seed": config.seed, "device": config.device, "backend_version": backend.__version__,
                       "model": config.kind, "loss_space": config.loss_space, "batch_per_network": problem.pixels_per_network,
-                      "train_pixels": int(problem.target.shape[0]),
+                      "train_pixels": int(problem.target.shape[0]),  # records: pixel-light pairs when per light
+                      "per_light_targets": config.per_light_targets,
                       "min_bucket_pixels": min_bucket_pixels(config, int(problem.target.shape[0])),
                       "train_samples": len(train_ids), "val_samples": len(val_ids),
                       "fingerprint": config.fingerprint(),

@@ -6,7 +6,7 @@ the report scores models). Each render is truth plus independent noise, so a mod
 the noise-free image exactly would score about 3 dB above this figure against one render.
 
 With --bank, also prints the bank's PSNR against either render. The G-buffers are traced
-(dataset version 3) and carry no sampling noise of their own, so the ground truth's noise is
+(dataset versions 3 and 4) and carry no sampling noise of their own, so the ground truth's noise is
 the only noise in the comparison.
 
     .venv/bin/python benchmarks/noise_ceiling.py --scene example_scenes/cache/james.blend \\

@@ -33,7 +33,8 @@ from .scene_export import SCENE_DIR, export_scene
 from .scene_setup import bounds
 
 FORMAT = "neural-face-dataset"
-VERSION = 3  # 2: the "unlabelled" split of G-buffer-only views; 3: G-buffers traced from scene/
+VERSION = 4  # 2: the "unlabelled" split of G-buffer-only views; 3: G-buffers traced from scene/;
+# 4: the ground truth file holds each light's own pass too
 MANIFEST = "manifest.json"
 SAMPLES_DIR = "samples"
 

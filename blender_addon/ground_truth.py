@@ -3,6 +3,12 @@
 Same rig, camera, lights and near-zero pixel filter as the G-buffer, so the target is the
 radiance at exactly the pixel centre the G-buffer describes. Full light transport, optional
 OpenImageDenoise, transparent film; only the dataset's point lights light the face.
+
+One render gives the combined radiance and, per light, its light group's pass: the radiance that
+light alone would give (light transport is linear in the lights). With `denoise`, each light's
+pass is denoised on its own by the compositor's OpenImageDenoise node, fed the render's denoising
+albedo and normal, as Cycles denoises the combined pass. Training learns from one target per
+light instead of their sum (docs/formats/dataset.md, "Ground truth").
 """
 
 from __future__ import annotations
@@ -11,11 +17,14 @@ from .camera_model import CameraSpec
 from .render_rig import GROUND_TRUTH_LAYER, RenderRig
 
 MAX_BOUNCES = 8
+COMBINED_PART = f"{GROUND_TRUTH_LAYER}.Combined"
+LIGHT_PART = f"{GROUND_TRUTH_LAYER}.Combined_{{lightgroup}}"  # one light's radiance (docs/formats/dataset.md)
 
 
 def render_ground_truth(rig: RenderRig, camera: CameraSpec, lights: list[dict], exr_path: str,
-                        samples: int, denoise: bool, seed: int = 0) -> float:
-    """Render view layer `GroundTruth` into `exr_path`; returns seconds."""
+                        samples: int, denoise: bool, seed: int = 0, per_light: bool = True) -> float:
+    """Render view layer `GroundTruth` into `exr_path`: the combined pass and, with `per_light`, one
+    pass per light (written by the compositor as a multilayer EXR); returns seconds."""
     cycles = rig.scene.cycles
     cycles.samples = samples
     cycles.use_denoising = denoise
@@ -25,7 +34,26 @@ def render_ground_truth(rig: RenderRig, camera: CameraSpec, lights: list[dict], 
     cycles.diffuse_bounces = cycles.glossy_bounces = 4
     cycles.transmission_bounces = cycles.transparent_max_bounces = MAX_BOUNCES
     cycles.seed = seed
-    rig.scene.view_layers[GROUND_TRUTH_LAYER].samples = samples
+    layer = rig.scene.view_layers[GROUND_TRUTH_LAYER]
+    layer.samples = samples
+    layer.cycles.denoising_store_passes = denoise and per_light  # the albedo and normal the light passes' denoiser reads
     rig.set_camera(camera)
     rig.set_lights(lights)
-    return rig.render((GROUND_TRUTH_LAYER,), exr_path)
+    if not per_light:  # the combined pass alone, in the render output's own format
+        return rig.render((GROUND_TRUTH_LAYER,), exr_path)
+
+    def outputs(tree, render_layers) -> dict:
+        parts = {COMBINED_PART: render_layers.outputs["Image"]}  # Cycles' own denoised result, with alpha
+        for light in lights:
+            group = light["lightgroup"]
+            radiance = render_layers.outputs[f"Combined_{group}"]
+            if denoise:
+                denoiser = tree.nodes.new("CompositorNodeDenoise")
+                tree.links.new(radiance, denoiser.inputs["Image"])
+                tree.links.new(render_layers.outputs["Denoising Albedo"], denoiser.inputs["Albedo"])
+                tree.links.new(render_layers.outputs["Denoising Normal"], denoiser.inputs["Normal"])
+                radiance = denoiser.outputs["Image"]
+            parts[LIGHT_PART.format(lightgroup=group)] = radiance
+        return parts
+
+    return rig.render_composited(GROUND_TRUTH_LAYER, exr_path, outputs)

@@ -88,7 +88,8 @@ def render(scene: PreviewScene, request: dict) -> dict:
             image.media_type = "IMAGE"
             image.file_format = "OPEN_EXR"
             image.color_mode = "RGBA"
-            render_ground_truth(rig, camera, request["lights"], exr, request["cycles_samples"], denoise=True)
+            render_ground_truth(rig, camera, request["lights"], exr, request["cycles_samples"], denoise=True,
+                                per_light=False)
         frame = load_exr(exr)
         os.remove(exr)
         with atomic_open(request["cycles"], "wb") as stream:  # the UI side reads it with numpy alone

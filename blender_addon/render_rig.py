@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 
 import bpy
 from mathutils import Matrix
@@ -79,11 +80,7 @@ class RenderRig:
         render.use_persistent_data = False
         self.scene.cycles.use_adaptive_sampling = False
         self.scene.view_settings.view_transform = "Standard"
-        image = render.image_settings
-        image.media_type = "MULTI_LAYER_IMAGE"  # Blender 5.0: must precede file_format
-        image.file_format = "OPEN_EXR_MULTILAYER"
-        image.color_depth = "32"
-        image.exr_codec = "ZIP"
+        _use_float_exr(render.image_settings)
 
     def _add_view_layers(self) -> None:
         gbuffer = self.scene.view_layers[0]
@@ -112,14 +109,16 @@ class RenderRig:
         self.camera.matrix_world = Matrix([list(row) for row in camera.matrix_world])  # rows, not columns
 
     def set_lights(self, lights: list[dict]) -> None:
-        """Replace the rig's lights; light k joins light group `lights[k]["lightgroup"]`."""
+        """Replace the rig's lights; light k joins light group `lights[k]["lightgroup"]`, whose pass
+        the `Lights` and `GroundTruth` layers render."""
         for obj in self.lights:
             data = obj.data
             bpy.data.objects.remove(obj)
             bpy.data.lights.remove(data)
-        layer = self.scene.view_layers[LIGHTS_LAYER]
-        while layer.lightgroups:
-            layer.lightgroups.remove(layer.lightgroups[0])
+        layers = [self.scene.view_layers[name] for name in (LIGHTS_LAYER, GROUND_TRUTH_LAYER)]
+        for layer in layers:
+            while layer.lightgroups:
+                layer.lightgroups.remove(layer.lightgroups[0])
         self.lights = []
         for spec in lights:
             data = bpy.data.lights.new(spec["name"], "POINT")
@@ -129,7 +128,8 @@ class RenderRig:
             obj = bpy.data.objects.new(spec["name"], data)
             obj.location = spec["position"]
             obj.lightgroup = spec["lightgroup"]
-            layer.lightgroups.add(name=spec["lightgroup"])
+            for layer in layers:
+                layer.lightgroups.add(name=spec["lightgroup"])
             self.scene.collection.objects.link(obj)
             self.lights.append(obj)
 
@@ -141,7 +141,38 @@ class RenderRig:
         self.scene.render.filepath = partial
         start = time.perf_counter()
         bpy.ops.render.render(write_still=True, scene=self.scene.name)
-        seconds = time.perf_counter() - start
+        return self._commit(partial, path, time.perf_counter() - start)
+
+    def render_composited(self, layer: str, path: str,
+                          outputs: Callable[[bpy.types.NodeTree, bpy.types.Node], dict]) -> float:
+        """Render view layer `layer` and write, atomically, a multilayer EXR at `path` holding exactly
+        the parts `outputs(tree, render_layers_node)` returns ({part name: compositor socket}), e.g.
+        passes denoised by compositor nodes it adds to `tree`; returns seconds."""
+        for view_layer in self.scene.view_layers:
+            view_layer.use = view_layer.name == layer
+        partial = path + PARTIAL_SUFFIX
+        tree = bpy.data.node_groups.new("NF_Output", "CompositorNodeTree")
+        try:
+            source = tree.nodes.new("CompositorNodeRLayers")
+            source.scene, source.layer = self.scene, layer
+            writer = tree.nodes.new("CompositorNodeOutputFile")
+            _use_float_exr(writer.format)
+            writer.directory, writer.file_name = os.path.split(partial)
+            for name, socket in outputs(tree, source).items():
+                writer.file_output_items.new("RGBA", name)
+                tree.links.new(socket, writer.inputs[name])
+            self.scene.compositing_node_group = tree
+            self.scene.render.use_compositing = True
+            start = time.perf_counter()
+            bpy.ops.render.render(write_still=False, scene=self.scene.name)
+            seconds = time.perf_counter() - start
+        finally:
+            self.scene.compositing_node_group = None
+            bpy.data.node_groups.remove(tree)
+        return self._commit(partial, path, seconds)
+
+    @staticmethod
+    def _commit(partial: str, path: str, seconds: float) -> float:
         if not os.path.exists(partial):
             raise RuntimeError(f"Cycles did not write {partial}")
         os.replace(partial, path)
@@ -161,6 +192,14 @@ class RenderRig:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _use_float_exr(image) -> None:
+    """Multilayer OpenEXR, float32, ZIP: the render output's and the File Output node's format."""
+    image.media_type = "MULTI_LAYER_IMAGE"  # Blender 5.0: must precede file_format
+    image.file_format = "OPEN_EXR_MULTILAYER"
+    image.color_depth = "32"
+    image.exr_codec = "ZIP"
 
 
 def _make_white_lambert(material) -> None:

@@ -96,3 +96,22 @@ def test_unlabelled_views_have_a_gbuffer_and_no_ground_truth(suzanne_dataset):
         assert dataset.load_gbuffer(i).covered.any()
         with pytest.raises(DatasetError, match="unlabelled view"):
             dataset.load_ground_truth(i)
+
+
+def test_each_light_has_its_own_ground_truth_summing_to_the_combined_one(suzanne_dataset):
+    """Light transport is linear in the lights: the light groups' passes (each denoised on its own)
+    add up to the combined ground truth within the denoiser's error, and none is black where its
+    light shines."""
+    dataset = open_dataset(suzanne_dataset)
+    for i in dataset.labelled():
+        gbuffer, truth, lights = dataset.load_gbuffer(i), dataset.load_ground_truth(i), dataset.load_light_ground_truths(i)
+        assert lights.shape == (gbuffer.n_lights, 3, 64, 64)
+        assert lights.min() >= -1e-4, f"sample {i}: negative radiance"
+        face = truth[3] > 0.99
+        total = truth[:3, face]
+        error = lights.sum(axis=0)[:, face] - total
+        assert np.sqrt((error ** 2).mean()) <= 0.1 * np.sqrt((total ** 2).mean()), f"sample {i}: sum differs"
+        for k in range(gbuffer.n_lights):
+            lit = face & (gbuffer.light_pass(k).sum(axis=0) > 0.05)
+            if lit.sum() > 20:
+                assert np.median(lights[k][:, lit].sum(axis=0)) > 0.005, f"sample {i}: light {k} renders black"

@@ -47,6 +47,20 @@ def test_unknown_version_is_refused(dataset_copy):
         open_dataset(dataset_copy)
 
 
+def test_a_version_3_dataset_is_refused_with_what_to_do(dataset_copy):
+    edit_manifest(dataset_copy, lambda m: m.update(version=3))
+    with pytest.raises(DatasetError, match=r"version 3 dataset.*each light's own ground truth.*generate"):
+        open_dataset(dataset_copy)
+
+
+def test_a_missing_light_ground_truth_names_the_pass(dataset_copy):
+    def rename_light(manifest):
+        manifest["samples"][0]["lights"][0]["lightgroup"] = "light7"
+    edit_manifest(dataset_copy, rename_light)
+    with pytest.raises(DatasetError, match="pass 'GroundTruth.Combined_light7' is missing"):
+        open_dataset(dataset_copy).load_light_ground_truths(0)
+
+
 def test_truncated_exr_names_the_file(dataset_copy):
     path = dataset_copy / "samples" / "000002.gbuffer.exr"
     path.write_bytes(path.read_bytes()[:3000])

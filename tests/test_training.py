@@ -175,6 +175,44 @@ def test_bucket_store_only_processes_new_samples(suzanne_dataset, tmp_path):
     assert all(reopened.sample_path(i).stat().st_mtime_ns == t for i, t in first.items())
     buckets = reopened.load(train_ids)
     assert (np.diff(buckets.records.keys) >= 0).all() and buckets.count.sum() == len(buckets.records)
-    total = sum(int(dataset.load_gbuffer(i).covered.sum()) for i in train_ids)
-    assert len(buckets.records) == total
+    total = sum(int(dataset.load_gbuffer(i).covered.sum()) * dataset.load_gbuffer(i).n_lights for i in train_ids)
+    assert len(buckets.records) == total  # one record per pixel and light
     assert BucketStore.beside(tmp_path / "bank.nfbank", dataset, 8, 8, RADII).update(train_ids[:1]) == train_ids[:1]
+
+
+def test_each_light_gives_its_own_records_and_their_targets_sum_to_the_pixels_truth(suzanne_dataset):
+    """Per-light records are the summed records split by light: the same key and features, one light's
+    factor each, and targets that add up (within the denoiser's error) to the pixel's combined truth."""
+    from backend.buckets import sample_records
+    from backend.dataset import open_dataset
+
+    dataset = open_dataset(suzanne_dataset)
+    index = next(i for i in dataset.indices("train") if dataset.load_gbuffer(i).n_lights == 2)
+    gbuffer = dataset.load_gbuffer(index)
+    summed = sample_records(gbuffer, dataset.load_ground_truth(index), 16, 4, RADII)
+    split = sample_records(gbuffer, dataset.load_light_ground_truths(index), 16, 4, RADII)
+    assert len(split) == 2 * len(summed) and split.features.shape[1] == 1
+    np.testing.assert_array_equal(split.keys, np.repeat(summed.keys, 2))
+    np.testing.assert_array_equal(split.features[:, 0].reshape(-1, 2, split.features.shape[-1]), summed.features)
+    np.testing.assert_array_equal(split.factor[:, 0].reshape(-1, 2, 3), summed.factor)
+    pixel_sum = split.target.reshape(-1, 2, 3).sum(1)
+    assert np.sqrt(((pixel_sum - summed.target) ** 2).mean()) < 0.1 * np.sqrt((summed.target ** 2).mean())
+
+
+def test_combined_targets_train_from_a_store_of_their_own(suzanne_dataset, tmp_path):
+    out = tmp_path / "bank.nfbank"
+    result = train(TrainConfig(data=str(suzanne_dataset), out=str(out), steps=4, eval_every=2, min_bucket_pixels=50,
+                               teacher=None, per_light_targets=False))
+    bank = load_bank(result.bank_path)
+    assert bank.provenance["per_light_targets"] is False
+    assert (tmp_path / "buckets" / "tile16_bins4_summed" / "index.json").exists()
+    assert not (tmp_path / "buckets" / "tile16_bins4").exists()
+
+
+def test_patience_stops_a_run_whose_validation_no_longer_improves(suzanne_dataset, tmp_path):
+    """Off by default (the whole budget is used); with --patience N, N evaluations without a 0.05 dB
+    gain end the run. A learning rate of 1e-9 leaves the validation PSNR where it was."""
+    config = dict(data=str(suzanne_dataset), steps=50, eval_every=1, min_bucket_pixels=50, teacher=None, lr=1e-9)
+    assert TrainConfig(out="x", **config).patience == 0
+    result = train(TrainConfig(out=str(tmp_path / "stops.nfbank"), patience=2, **config))
+    assert result.stopped_early and result.steps == 3

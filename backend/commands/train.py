@@ -37,8 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=positive_int, default=256, help="pixels per bucket per step (default 256)")
     parser.add_argument("--checkpoint-every", type=positive_int, default=200, help="steps between checkpoints")
     parser.add_argument("--eval-every", type=positive_int, default=100, help="steps between validation renders")
-    parser.add_argument("--patience", type=non_negative_int, default=8,
-                        help="evaluations without gain before stopping (0: never)")
+    parser.add_argument("--patience", type=non_negative_int, default=TrainConfig.patience,
+                        help="evaluations without a 0.05 dB gain before stopping (default 0: never, the whole "
+                             "budget; the best weights on the validation views are kept)")
     parser.add_argument("--kind", choices=MODEL_KINDS, default=HASH_BANK, help=f"model to train (default {HASH_BANK})")
     parser.add_argument("--baselines", action="store_true",
                         help="also train both single-network baselines on the same data and budget "
@@ -68,6 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-all-specialists", action="store_true",
                         help="keep every bucket's network, even where the shared network does better on the "
                              "validation views")
+    parser.add_argument("--combined-targets", action="store_true",
+                        help="learn the ground truth summed over each view's lights (one target per pixel) instead "
+                             "of each light's own (one target per pixel and light)")
     parser.add_argument("--tile-size", type=positive_int, default=16)
     parser.add_argument("--bins", type=int, default=TrainConfig.bins,
                         help=f"UV bins per axis of the tile key (default {TrainConfig.bins}, at most {MAX_BINS})")
@@ -87,6 +91,7 @@ def config_from_args(args, kind: str, out) -> TrainConfig:
         teacher=None if args.no_teacher else "auto", select_specialists=not args.keep_all_specialists,
         teacher_kind=args.teacher_kind, teacher_widths=None if args.teacher_widths is None else tuple(args.teacher_widths),
         warm_from=args.warm_from, warm_start=not args.random_start, texture_channels=args.texture_channels, texture_resolution=args.texture_resolution,
+        per_light_targets=not args.combined_targets,
     )
 
 
