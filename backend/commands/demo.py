@@ -2,7 +2,7 @@
 
 Each stage is the real command in its own process (so Blender's memory is given back before
 training); re-running resumes: the dataset and the example scene are kept, training restarts.
-The defaults take under 20 minutes on a 2-core CPU (18.7 measured from a fresh clone); the stage
+The defaults take under 20 minutes on a 2-core CPU (18.0 measured from a fresh clone); the stage
 timings are printed at the end.
 """
 
@@ -29,7 +29,7 @@ def add_arguments(parser) -> None:
                         help="G-buffer-only views the teacher labels (default 160)")
     parser.add_argument("--resolution", default="256", help="dataset resolution (default 256)")
     parser.add_argument("--gt-samples", type=int, default=32, help="Cycles samples per ground truth (default 32)")
-    # 2.25: four models fit 20 minutes with generate's ~10 (2.5 each measured 20.2 and 20.8 min in all).
+    # 2.25: four models (each its whole budget) fit 20 minutes with generate (18.0 min in all, measured).
     parser.add_argument("--train-minutes", type=float, default=2.25,
                         help="training budget of the teacher, the hash bank and each baseline (default 2.25)")
     parser.add_argument("--device", default="cpu", help="training and report device (default cpu)")
