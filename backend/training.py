@@ -69,7 +69,7 @@ class TrainConfig:
     eval_every: int = 100
     # Evaluations without a MIN_PSNR_GAIN before stopping; 0 (default) runs the whole budget: validation
     # PSNR still rises by tenths of a dB in the cosine schedule's second half, slower than any patience
-    # rule tells from noise (docs/training.md, "Early stopping"). The best-on-validation weights are kept.
+    # rule tells from noise (docs/training.md, "Per-light ground truth and the whole budget"). The best-on-validation weights are kept.
     patience: int = 0
     kind: str = HASH_BANK
     loss_space: str = "tonemap"
@@ -92,7 +92,8 @@ class TrainConfig:
     warm_start: bool = True  # start from warm_from or the teacher (backend.warm_start); False: random start,
     # the teacher's labels only
     per_light_targets: bool = True  # learn each light's own ground truth (one record per pixel and light);
-    # False: the sum over the lights, one record per pixel (docs/training.md, "Per-light ground truth")
+    # False: the sum over the lights, one record per pixel (docs/training.md, "Per-light ground truth and the
+    # whole budget")
 
     def validate(self) -> None:
         problems = []

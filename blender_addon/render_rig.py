@@ -135,8 +135,7 @@ class RenderRig:
 
     def render(self, layers: tuple[str, ...], path: str) -> float:
         """Render the named view layers into one multilayer EXR at `path` (atomically); returns seconds."""
-        for layer in self.scene.view_layers:
-            layer.use = layer.name in layers
+        self._use_layers(layers)
         partial = path + PARTIAL_SUFFIX  # Cycles writes it; renamed once complete, as atomic.atomic_open does
         self.scene.render.filepath = partial
         start = time.perf_counter()
@@ -148,8 +147,7 @@ class RenderRig:
         """Render view layer `layer` and write, atomically, a multilayer EXR at `path` holding exactly
         the parts `outputs(tree, render_layers_node)` returns ({part name: compositor socket}), e.g.
         passes denoised by compositor nodes it adds to `tree`; returns seconds."""
-        for view_layer in self.scene.view_layers:
-            view_layer.use = view_layer.name == layer
+        self._use_layers((layer,))
         partial = path + PARTIAL_SUFFIX
         tree = bpy.data.node_groups.new("NF_Output", "CompositorNodeTree")
         try:
@@ -170,6 +168,10 @@ class RenderRig:
             self.scene.compositing_node_group = None
             bpy.data.node_groups.remove(tree)
         return self._commit(partial, path, seconds)
+
+    def _use_layers(self, names: tuple[str, ...]) -> None:
+        for view_layer in self.scene.view_layers:
+            view_layer.use = view_layer.name in names
 
     @staticmethod
     def _commit(partial: str, path: str, seconds: float) -> float:
