@@ -7,6 +7,13 @@ processed again). The store lives beside the bank being trained, in
 `buckets/tile<T>_bins<B>/` (the dataset folder stays read-only), and is rebuilt when the dataset,
 its settings, the feature spec or the store format change.
 
+A tile's network also learns from its neighbours' pixels near their common border (`halo`, in
+pixels): such a record is *borrowed*, filed under the neighbouring tile's key as well as its own.
+Two networks that meet at a tile border then fit the same pixels there, so their answers agree
+where the key changes and the frame shows no seam; each network also sees a little more of the
+face. Borrowed records only feed the hash bank's specialists: bucket sizes, the choice of which
+keys get a network and every single-network model use a pixel's own record alone.
+
 A pixel record is what training needs for one pixel: features per light `[L, F]`, light factor
 per light `[L, 3]` (gbuffer.md section 5) and the ground-truth radiance `[3]` under those lights.
 With each light's own ground truth (dataset version 4), a pixel seen under L lights gives L
@@ -30,7 +37,7 @@ from backend.gbuffer import FEATURE_SPEC_VERSION, GBuffer
 from backend.hashing import gbuffer_tile_keys, pixel_tile_map
 from backend.prefilter import FilterRadii
 
-STORE_VERSION = 3  # 3: one record per pixel and light, from each light's own ground truth
+STORE_VERSION = 4  # 3: one record per pixel and light, from each light's own ground truth; 4: borrowed records
 
 
 @dataclass
@@ -41,9 +48,18 @@ class PixelRecords:
     features: np.ndarray  # [N, L, F] float32
     factor: np.ndarray  # [N, L, 3] float32
     target: np.ndarray  # [N, 3] float32
+    borrowed: np.ndarray | None = None  # [N] bool: filed under a neighbouring tile's key (halo); None: none is
+
+    def __post_init__(self):
+        if self.borrowed is None:
+            self.borrowed = np.zeros(len(self.keys), dtype=bool)
 
     def __len__(self) -> int:
         return len(self.keys)
+
+    def select(self, rows: np.ndarray) -> "PixelRecords":
+        return PixelRecords(self.keys[rows], self.features[rows], self.factor[rows], self.target[rows],
+                            self.borrowed[rows])
 
 
 @dataclass
@@ -55,41 +71,86 @@ class Buckets:
     start: np.ndarray  # [n_buckets] int64
     count: np.ndarray  # [n_buckets] int64
 
+    own_count: np.ndarray  # [n_buckets] int64: of them, the pixels of the key's own tiles (not borrowed)
+
     @classmethod
     def from_records(cls, records: PixelRecords) -> "Buckets":
         keys, start, count = np.unique(records.keys, return_index=True, return_counts=True)
-        return cls(records, keys, start.astype(np.int64), count.astype(np.int64))
+        own_count = np.add.reduceat(~records.borrowed, start) if len(start) else np.zeros(0, np.int64)
+        return cls(records, keys, start.astype(np.int64), count.astype(np.int64), own_count.astype(np.int64))
+
+    @property
+    def own_pixels(self) -> int:
+        return int(self.own_count.sum())
+
+    def without_borrowed(self) -> "Buckets":
+        """Every pixel once, under its own tile's key: what a single network trains on."""
+        if not self.records.borrowed.any():
+            return self
+        return Buckets.from_records(self.records.select(np.flatnonzero(~self.records.borrowed)))
 
 
 def sample_records(gbuffer: GBuffer, ground_truth: np.ndarray, tile_size: int, bins: int,
-                   radii: FilterRadii) -> PixelRecords:
+                   radii: FilterRadii, halo: int = 0) -> PixelRecords:
     """Pixel records of one sample. `ground_truth`: linear radiance, either each light's own
     [L, 3, H, W] (one record per covered pixel and light) or the sum over the lights, RGB(A)
-    [C, H, W] (one record per covered pixel, all its lights)."""
+    [C, H, W] (one record per covered pixel, all its lights). With `halo` > 0, covered pixels
+    within `halo` pixels of a neighbouring tile with another key are also borrowed by that key."""
     features, factor = shading_inputs(gbuffer, radii)
     covered = gbuffer.covered
-    keys = pixel_tile_map(gbuffer_tile_keys(gbuffer, tile_size, bins), gbuffer.height, gbuffer.width, tile_size)[covered]
+    key_map = pixel_tile_map(gbuffer_tile_keys(gbuffer, tile_size, bins), gbuffer.height, gbuffer.width, tile_size)
+    keys = key_map[covered].astype(np.int64)
+    pixels = np.arange(len(keys))  # into the covered pixels, row-major
+    borrowed = np.zeros(len(keys), dtype=bool)
+    if halo > 0:
+        lent_pixels, lent_keys = halo_records(key_map, covered, tile_size, halo)
+        pixels, keys = np.concatenate([pixels, lent_pixels]), np.concatenate([keys, lent_keys])
+        borrowed = np.concatenate([borrowed, np.ones(len(lent_keys), dtype=bool)])
     order = np.argsort(keys, kind="stable")
-    features = features.numpy()[:, covered].transpose(1, 0, 2)[order]  # [N, L, F]
-    factor = factor.numpy()[:, covered].transpose(1, 0, 2)[order]  # [N, L, 3]
+    keys, pixels, borrowed = keys[order], pixels[order], borrowed[order]
+    features = features.numpy()[:, covered].transpose(1, 0, 2)[pixels]  # [N, L, F]
+    factor = factor.numpy()[:, covered].transpose(1, 0, 2)[pixels]  # [N, L, 3]
     if ground_truth.ndim == 4:  # per light: records pixel-major, so the keys stay sorted
         n_lights = gbuffer.n_lights
         if ground_truth.shape[0] != n_lights:
             raise DatasetError(f"{gbuffer.source}: {ground_truth.shape[0]} per-light ground truths "
                                f"for {n_lights} lights")
-        target = ground_truth[:, :3, covered].transpose(2, 0, 1)[order]  # [N, L, 3]
+        target = ground_truth[:, :3, covered].transpose(2, 0, 1)[pixels]  # [N, L, 3]
         return PixelRecords(
-            keys=np.repeat(keys[order].astype(np.int64), n_lights),
+            keys=np.repeat(keys, n_lights),
             features=np.ascontiguousarray(features.reshape(-1, 1, features.shape[-1])),
             factor=np.ascontiguousarray(factor.reshape(-1, 1, 3)),
             target=np.ascontiguousarray(target.reshape(-1, 3), dtype=np.float32),
+            borrowed=np.repeat(borrowed, n_lights),
         )
     return PixelRecords(
-        keys=keys[order].astype(np.int64),
+        keys=keys,
         features=features,
         factor=factor,
-        target=np.ascontiguousarray(ground_truth[:3, covered].T[order], dtype=np.float32),
+        target=np.ascontiguousarray(ground_truth[:3, covered].T[pixels], dtype=np.float32),
+        borrowed=borrowed,
     )
+
+
+def halo_records(key_map: np.ndarray, covered: np.ndarray, tile_size: int, halo: int) -> tuple[np.ndarray, np.ndarray]:
+    """(covered pixel index, key) of every pixel within `halo` pixels (along x, y or a diagonal) of a
+    neighbouring tile that has covered pixels and another key: the pixels that tile's key borrows."""
+    h, w = covered.shape
+    padded = np.zeros((-(-h // tile_size) * tile_size, -(-w // tile_size) * tile_size), dtype=bool)
+    padded[:h, :w] = covered
+    tiles_covered = padded.reshape(padded.shape[0] // tile_size, tile_size, -1, tile_size).any(axis=(1, 3))
+    tile_has_pixels = pixel_tile_map(tiles_covered, h, w, tile_size)
+    ys, xs = np.nonzero(covered)
+    own = key_map[ys, xs]
+    codes = []
+    for dy in (-halo, 0, halo):
+        for dx in (-halo, 0, halo):
+            y, x = np.clip(ys + dy, 0, h - 1), np.clip(xs + dx, 0, w - 1)
+            other = key_map[y, x].astype(np.int64)
+            lent = np.flatnonzero((other != own) & tile_has_pixels[y, x])
+            codes.append(lent.astype(np.int64) << 32 | other[lent])
+    codes = np.unique(np.concatenate(codes))  # a pixel lends itself once to each other key
+    return codes >> 32, codes & 0xFFFFFFFF
 
 
 def merge(parts: list[PixelRecords]) -> PixelRecords:
@@ -106,6 +167,7 @@ def merge(parts: list[PixelRecords]) -> PixelRecords:
         features=np.concatenate([pad(p.features) for p in parts])[order],
         factor=np.concatenate([pad(p.factor) for p in parts])[order],
         target=np.concatenate([p.target for p in parts])[order],
+        borrowed=np.concatenate([p.borrowed for p in parts])[order],
     )
 
 
@@ -115,23 +177,25 @@ def fingerprint(value) -> str:
 
 
 class BucketStore:
-    def __init__(self, root, tile_size: int, bins: int, dataset, radii: FilterRadii, per_light: bool = True):
-        """`per_light`: records from each light's own ground truth (else from their sum)."""
+    def __init__(self, root, tile_size: int, bins: int, dataset, radii: FilterRadii, per_light: bool = True,
+                 halo: int = 0):
+        """`per_light`: records from each light's own ground truth (else from their sum); `halo`:
+        pixels a key borrows from its neighbouring tiles (sample_records)."""
         self.root = Path(root)
         self.tile_size, self.bins, self.dataset, self.radii = tile_size, bins, dataset, radii
-        self.per_light = per_light
+        self.per_light, self.halo = per_light, halo
         self.identity = {"store_version": STORE_VERSION, "feature_spec_version": FEATURE_SPEC_VERSION,
-                         "filter_radii": radii.to_json(), "per_light": per_light,
+                         "filter_radii": radii.to_json(), "per_light": per_light, "halo": halo,
                          "tile_size": tile_size, "bins": bins, "dataset": str(Path(dataset.root).resolve()),
                          "dataset_settings": fingerprint(dataset.manifest.get("settings", {}))}
         self.index = self._read_index()
 
     @classmethod
     def beside(cls, bank_path, dataset, tile_size: int, bins: int, radii: FilterRadii,
-               per_light: bool = True) -> "BucketStore":
+               per_light: bool = True, halo: int = 0) -> "BucketStore":
         """The store of a bank being trained: `<bank folder>/buckets/tile<T>_bins<B>[_summed]/`."""
         name = f"tile{tile_size}_bins{bins}" + ("" if per_light else "_summed")
-        return cls(Path(bank_path).parent / "buckets" / name, tile_size, bins, dataset, radii, per_light)
+        return cls(Path(bank_path).parent / "buckets" / name, tile_size, bins, dataset, radii, per_light, halo)
 
     def _read_index(self) -> dict:
         path = self.root / "index.json"
@@ -158,9 +222,9 @@ class BucketStore:
         """File one sample's pixels under their keys and record it in the index."""
         with atomic_open(self.sample_path(index)) as stream:
             np.savez(stream, keys=records.keys, features=records.features, factor=records.factor,
-                     target=records.target)
-        keys, counts = np.unique(records.keys, return_counts=True)
-        self.index["samples"][str(index)] = {"record": fingerprint(self.dataset.record(index)), "pixels": len(records),
+                     target=records.target, borrowed=records.borrowed)
+        keys, counts = np.unique(records.keys[~records.borrowed], return_counts=True)
+        self.index["samples"][str(index)] = {"record": fingerprint(self.dataset.record(index)), "pixels": int((~records.borrowed).sum()),
                                              "keys": dict(zip(map(str, keys.tolist()), counts.tolist()))}
         write_text_atomic(self.root / "index.json", json.dumps(self.index))
 
@@ -170,7 +234,7 @@ class BucketStore:
         for i in self.missing(indices):
             gbuffer = self.dataset.load_gbuffer(i)
             truth = self.dataset.load_light_ground_truths(i) if self.per_light else self.dataset.load_ground_truth(i)
-            self.add(i, sample_records(gbuffer, truth, self.tile_size, self.bins, self.radii))
+            self.add(i, sample_records(gbuffer, truth, self.tile_size, self.bins, self.radii, self.halo))
             added.append(i)
             if on_sample:
                 on_sample(i)
@@ -181,7 +245,8 @@ class BucketStore:
         parts = []
         for i in indices:
             with np.load(self.sample_path(i)) as data:
-                parts.append(PixelRecords(data["keys"], data["features"], data["factor"], data["target"]))
+                parts.append(PixelRecords(data["keys"], data["features"], data["factor"], data["target"],
+                                          data["borrowed"]))
         if not parts or sum(len(p) for p in parts) == 0:
             raise DatasetError(f"{self.dataset.root}: the training samples cover no face pixels; check that the "
                                "camera sees the object, or generate more samples")

@@ -24,7 +24,7 @@ TEACHER_SUFFIX = ".teacher.nfbank"
 
 
 def teacher_records(teacher: Bank, dataset, indices, tile_size: int, bins: int, radii: FilterRadii,
-                    device="cpu", on_view=None, per_light: bool = True) -> PixelRecords | None:
+                    device="cpu", on_view=None, per_light: bool = True, halo: int = 0) -> PixelRecords | None:
     """Pixel records of the unlabelled views `indices` with the teacher's radiance as the target:
     each light's own (the view rendered under that light alone), or with `per_light` False the sum."""
     renderer = create(teacher, device=device)
@@ -40,7 +40,7 @@ def teacher_records(teacher: Bank, dataset, indices, tile_size: int, bins: int, 
             truth = np.stack([radiance(gbuffer.only_light(k)) for k in range(gbuffer.n_lights)])
         else:
             truth = radiance(gbuffer)
-        parts.append(sample_records(gbuffer, truth, tile_size, bins, radii))
+        parts.append(sample_records(gbuffer, truth, tile_size, bins, radii, halo))
         if on_view:
             on_view(i)
     parts = [p for p in parts if len(p)]

@@ -50,6 +50,7 @@ LOSS_SPACES = ("log", "tonemap", "linear")
 LOG_EPS = 1e-3  # radiance floor of the log loss: below it, errors are invisible on a display
 DEFAULT_STEPS = 2000
 MIN_BUCKET_SHARE = 0.0025  # default share of the training pixels a key needs for a network of its own
+HALO = 4  # px a specialist borrows from each neighbouring tile (docs/training.md, "Tile seams: the halo")
 MIN_PSNR_GAIN = 0.05  # dB an evaluation must gain to count as an improvement for early stopping
 
 
@@ -94,6 +95,8 @@ class TrainConfig:
     per_light_targets: bool = True  # learn each light's own ground truth (one record per pixel and light);
     # False: the sum over the lights, one record per pixel (docs/training.md, "Per-light ground truth and the
     # whole budget")
+    halo: int = HALO  # px: a specialist also learns its neighbouring tiles' pixels this close to their common
+    # border, so that neighbours agree there (backend/buckets.py; docs/training.md, "Tile seams: the halo")
 
     def validate(self) -> None:
         problems = []
@@ -115,6 +118,8 @@ class TrainConfig:
             problems.append("steps and minutes must be positive")
         if not self.widths or min(self.widths) < 1 or min(self.batch, self.checkpoint_every, self.eval_every) < 1:
             problems.append("widths, batch, checkpoint and evaluation intervals must be positive")
+        if not 0 <= self.halo < self.tile_size:
+            problems.append(f"halo {self.halo} (0..{self.tile_size - 1} pixels)")
         if not 1 <= self.bins <= MAX_BINS or self.tile_size < 1:
             problems.append(f"bins {self.bins} (1..{MAX_BINS}) or tile size {self.tile_size}")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
@@ -135,6 +140,8 @@ class TrainConfig:
         """What a checkpoint must agree on to be resumed (everything but the budget and device)."""
         fixed = {k: v for k, v in dataclasses.asdict(self).items()
                  if k not in ("steps", "minutes", "device", "resume", "checkpoint_every", "patience", "out")}
+        if self.kind != HASH_BANK:
+            del fixed["halo"]  # only specialists learn borrowed pixels: a teacher serves banks of any halo
         return hashlib.sha256(json.dumps(fixed, sort_keys=True, default=list).encode()).hexdigest()
 
 
@@ -207,15 +214,17 @@ def min_bucket_pixels(config: TrainConfig, total_pixels: int) -> int:
 
 def build_problem(buckets: Buckets, config: TrainConfig, radii: FilterRadii,
                   normalisation: tuple[np.ndarray, np.ndarray] | None = None) -> Problem:
+    if config.kind != HASH_BANK:  # borrowed pixels only feed the specialists
+        buckets = buckets.without_borrowed()
     total = len(buckets.records)
-    threshold = min_bucket_pixels(config, total)
-    own = buckets.count >= threshold
+    threshold = min_bucket_pixels(config, buckets.own_pixels)
+    own = buckets.own_count >= threshold
     n_hash_networks = int(own.sum()) + 1  # + the shared fallback network
     layers = config.layers
     if config.kind == HASH_BANK:
         if not own.any():
             raise UserError(f"no tile key has {threshold} training pixels (the largest bucket has "
-                            f"{int(buckets.count.max())}); lower --min-bucket-pixels or generate more samples")
+                            f"{int(buckets.own_count.max())}); lower --min-bucket-pixels or generate more samples")
         slot_keys = [*buckets.keys[own].tolist(), SHARED_SLOT_KEY]
         start = [*buckets.start[own].tolist(), 0]
         count = [*buckets.count[own].tolist(), total]
@@ -422,7 +431,8 @@ class Trainer:
         train_ids, val_ids = _splits(dataset)
         self.out.parent.mkdir(parents=True, exist_ok=True)
         radii = FilterRadii.for_object(dataset.bounding_radius)
-        store = BucketStore.beside(self.out, dataset, config.tile_size, config.bins, radii, config.per_light_targets)
+        store = BucketStore.beside(self.out, dataset, config.tile_size, config.bins, radii, config.per_light_targets,
+                                   config.halo)
         store.update(train_ids, on_sample=lambda i: self.progress(0, float("nan"), None, "buckets"))
         buckets, teacher_pixels, teacher = store.load(train_ids), 0, None
         unlabelled = dataset.indices("unlabelled")
@@ -430,9 +440,9 @@ class Trainer:
             teacher = load_bank(config.teacher)
             labelled = teacher_records(teacher, dataset, unlabelled, config.tile_size, config.bins, radii,
                                        config.device, on_view=lambda i: self.progress(0, float("nan"), None, "teacher"),
-                                       per_light=config.per_light_targets)
+                                       per_light=config.per_light_targets, halo=config.halo)
             if labelled is not None:
-                teacher_pixels = len(labelled)
+                teacher_pixels = int((~labelled.borrowed).sum())
                 buckets = Buckets.from_records(merge([buckets.records, labelled]))
         source = load_bank(config.warm_from) if config.warm_from else teacher
         problem = build_problem(buckets, config, radii,
@@ -454,9 +464,10 @@ class Trainer:
         provenance = {"dataset": str(Path(config.data).resolve()), "manifest_sha256": manifest_sha256(dataset),
                       "seed": config.seed, "device": config.device, "backend_version": backend.__version__,
                       "model": config.kind, "loss_space": config.loss_space, "batch_per_network": problem.pixels_per_network,
-                      "train_pixels": int(problem.target.shape[0]),  # records: pixel-light pairs when per light
+                      "train_pixels": buckets.own_pixels,  # records: pixel-light pairs when per light
+                      "borrowed_pixels": int(problem.target.shape[0]) - buckets.own_pixels, "halo": config.halo,
                       "per_light_targets": config.per_light_targets,
-                      "min_bucket_pixels": min_bucket_pixels(config, int(problem.target.shape[0])),
+                      "min_bucket_pixels": min_bucket_pixels(config, buckets.own_pixels),
                       "train_samples": len(train_ids), "val_samples": len(val_ids),
                       "fingerprint": config.fingerprint(),
                       "teacher": config.teacher if teacher_pixels else None, "teacher_pixels": teacher_pixels,

@@ -4,11 +4,13 @@ Same rig, camera, lights and near-zero pixel filter as the G-buffer, so the targ
 radiance at exactly the pixel centre the G-buffer describes. Full light transport, optional
 OpenImageDenoise, transparent film; only the dataset's point lights light the face.
 
-One render gives the combined radiance and, per light, its light group's pass: the radiance that
-light alone would give (light transport is linear in the lights). With `denoise`, each light's
-pass is denoised on its own by the compositor's OpenImageDenoise node, fed the render's denoising
-albedo and normal, as Cycles denoises the combined pass. Training learns from one target per
-light instead of their sum (docs/formats/dataset.md, "Ground truth").
+One render gives, per light, its light group's pass: the radiance that light alone would give.
+With `denoise`, each light's pass is denoised on its own by the compositor's OpenImageDenoise
+node, fed the render's denoising albedo and normal. The combined radiance is their sum (light
+transport is linear in the lights) with the render's alpha, so the file's passes add up exactly
+and each pixel is denoised once per light, not once more for the sum: OpenImageDenoise is half
+of a view's cost at the dataset's sample counts. Training learns from one target per light
+(docs/formats/dataset.md, "The ground-truth file").
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ def render_ground_truth(rig: RenderRig, camera: CameraSpec, lights: list[dict], 
     pass per light (written by the compositor as a multilayer EXR); returns seconds."""
     cycles = rig.scene.cycles
     cycles.samples = samples
-    cycles.use_denoising = denoise
+    cycles.use_denoising = denoise and not per_light  # per light, the compositor denoises each pass
     if denoise:
         cycles.denoiser = "OPENIMAGEDENOISE"
     cycles.max_bounces = MAX_BOUNCES
@@ -43,7 +45,7 @@ def render_ground_truth(rig: RenderRig, camera: CameraSpec, lights: list[dict], 
         return rig.render((GROUND_TRUTH_LAYER,), exr_path)
 
     def outputs(tree, render_layers) -> dict:
-        parts = {COMBINED_PART: render_layers.outputs["Image"]}  # Cycles' own denoised result, with alpha
+        parts, total = {}, None
         for light in lights:
             group = light["lightgroup"]
             radiance = render_layers.outputs[f"Combined_{group}"]
@@ -54,6 +56,24 @@ def render_ground_truth(rig: RenderRig, camera: CameraSpec, lights: list[dict], 
                 tree.links.new(render_layers.outputs["Denoising Normal"], denoiser.inputs["Normal"])
                 radiance = denoiser.outputs["Image"]
             parts[LIGHT_PART.format(lightgroup=group)] = radiance
-        return parts
+            total = radiance if total is None else _add(tree, total, radiance)
+        combined = tree.nodes.new("CompositorNodeSetAlpha")  # premultiplied radiance, alpha = coverage
+        combined.inputs["Type"].default_value = "Replace Alpha"
+        if total is not None:
+            tree.links.new(total, combined.inputs["Image"])
+        else:  # no light: black
+            combined.inputs["Image"].default_value = (0.0, 0.0, 0.0, 1.0)
+        tree.links.new(render_layers.outputs["Alpha"], combined.inputs["Alpha"])
+        return {COMBINED_PART: combined.outputs["Image"], **parts}
 
     return rig.render_composited(GROUND_TRUTH_LAYER, exr_path, outputs)
+
+
+def _add(tree, a, b):
+    """Compositor socket a + b (RGBA, unclamped)."""
+    node = tree.nodes.new("ShaderNodeMix")
+    node.data_type, node.blend_type, node.clamp_result = "RGBA", "ADD", False
+    node.inputs["Factor"].default_value = 1.0
+    tree.links.new(a, node.inputs[6])  # the RGBA data type's A and B inputs
+    tree.links.new(b, node.inputs[7])
+    return node.outputs[2]

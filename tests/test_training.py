@@ -200,6 +200,61 @@ def test_each_light_gives_its_own_records_and_their_targets_sum_to_the_pixels_tr
     assert np.sqrt(((pixel_sum - summed.target) ** 2).mean()) < 0.1 * np.sqrt((summed.target ** 2).mean())
 
 
+def test_a_tile_lends_its_border_pixels_to_each_neighbouring_key():
+    """Keys [[1, 2], [3, 3]] on 4 px tiles, halo 1: a pixel is lent to every other key whose tile lies
+    one pixel away (along x, y or a diagonal), once per key; tiles without coverage borrow nothing."""
+    from backend.buckets import halo_records
+
+    key_map = np.repeat(np.repeat(np.array([[1, 2], [3, 3]]), 4, axis=0), 4, axis=1)
+    covered = np.ones((8, 8), dtype=bool)
+    pixels, keys = halo_records(key_map, covered, 4, 1)
+    lent = {(int(p) // 8, int(p) % 8, int(k)) for p, k in zip(pixels, keys)}
+    assert len(lent) == len(pixels)
+    expected = set()
+    for y in range(8):
+        for x in range(8):
+            for dy in (-1, 0, 1):
+                for dx in (-1, 0, 1):
+                    other = key_map[min(max(y + dy, 0), 7), min(max(x + dx, 0), 7)]
+                    if other != key_map[y, x]:
+                        expected.add((y, x, int(other)))
+    assert lent == expected
+    assert (3, 3, 2) in lent and (3, 3, 3) in lent and (4, 4, 1) in lent and (0, 0, 2) not in lent
+    assert not any(k == 3 for y, x, k in lent if y >= 4)  # the key-3 tiles lend to 1 and 2 only
+    covered[:4, 4:] = False  # tile of key 2 off the face: it borrows nothing
+    _, keys = halo_records(key_map, covered, 4, 1)
+    assert 2 not in set(keys.tolist())
+
+
+def test_borrowed_pixels_feed_only_the_specialists(suzanne_dataset):
+    """A halo adds records under neighbouring keys and changes nothing else: a pixel's own records,
+    the bucket sizes that choose which keys get a network, and a single network's data."""
+    from backend.buckets import Buckets, sample_records
+    from backend.dataset import open_dataset
+    from backend.training import build_problem
+
+    dataset = open_dataset(suzanne_dataset)
+    index = dataset.indices("train")[0]
+    gbuffer, truth = dataset.load_gbuffer(index), dataset.load_light_ground_truths(index)
+    plain = sample_records(gbuffer, truth, 16, 4, RADII)
+    halo = sample_records(gbuffer, truth, 16, 4, RADII, halo=3)
+    own = np.flatnonzero(~halo.borrowed)
+    assert halo.borrowed.any() and not plain.borrowed.any() and (np.diff(halo.keys) >= 0).all()
+    for name in ("keys", "features", "factor", "target"):
+        np.testing.assert_array_equal(getattr(halo, name)[own], getattr(plain, name))
+    assert np.isin(halo.keys[halo.borrowed], plain.keys).all()  # only keys the view has
+    with_halo, without = Buckets.from_records(halo), Buckets.from_records(plain)
+    np.testing.assert_array_equal(with_halo.keys, without.keys)
+    np.testing.assert_array_equal(with_halo.own_count, without.count)
+    assert (with_halo.count > with_halo.own_count).any()
+    config = TrainConfig(data=str(suzanne_dataset), out="unused", min_bucket_pixels=50, teacher=None)
+    bank = build_problem(with_halo, config, RADII)
+    assert bank.slot_keys == build_problem(without, config, RADII).slot_keys
+    assert bank.target.shape[0] == len(halo)
+    single = build_problem(with_halo, TrainConfig(data=str(suzanne_dataset), out="unused", kind="single_cost"), RADII)
+    np.testing.assert_array_equal(single.target.numpy(), plain.target)
+
+
 def test_combined_targets_train_from_a_store_of_their_own(suzanne_dataset, tmp_path):
     out = tmp_path / "bank.nfbank"
     result = train(TrainConfig(data=str(suzanne_dataset), out=str(out), steps=4, eval_every=2, min_bucket_pixels=50,

@@ -75,6 +75,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tile-size", type=positive_int, default=16)
     parser.add_argument("--bins", type=int, default=TrainConfig.bins,
                         help=f"UV bins per axis of the tile key (default {TrainConfig.bins}, at most {MAX_BINS})")
+    parser.add_argument("--halo", type=int, default=TrainConfig.halo, metavar="PX",
+                        help=f"pixels each specialist also learns from its neighbouring tiles, along their common "
+                             f"border, so that neighbours agree there (default {TrainConfig.halo}; 0: none)")
     parser.add_argument("--cluster", type=cluster_address, metavar="ADDRESS",
                         help="train on a node of this Ray cluster (HOST:PORT or local; a GPU node with --device "
                              "cuda) and bring the bank back (docs/cluster.md)")
@@ -87,7 +90,7 @@ def config_from_args(args, kind: str, out) -> TrainConfig:
         resume=args.resume, widths=tuple(args.widths), lr=args.lr, batch=args.batch,
         checkpoint_every=args.checkpoint_every, eval_every=args.eval_every, patience=args.patience, kind=kind,
         loss_space=args.loss_space, output_activation=args.output_activation, fallback=args.fallback,
-        min_bucket_pixels=args.min_bucket_pixels, tile_size=args.tile_size, bins=args.bins,
+        min_bucket_pixels=args.min_bucket_pixels, tile_size=args.tile_size, bins=args.bins, halo=args.halo,
         teacher=None if args.no_teacher else "auto", select_specialists=not args.keep_all_specialists,
         teacher_kind=args.teacher_kind, teacher_widths=None if args.teacher_widths is None else tuple(args.teacher_widths),
         warm_from=args.warm_from, warm_start=not args.random_start, texture_channels=args.texture_channels, texture_resolution=args.texture_resolution,
