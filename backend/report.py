@@ -347,6 +347,9 @@ def _given(provenance: dict) -> str:
         unit = "pixel-light pairs" if per_light else "pixels"
         parts.append(f"{provenance['teacher_pixels']} teacher-labelled {unit} of "
                      f"{provenance['unlabelled_samples']} unlabelled views")
+    if provenance.get("borrowed_pixels"):
+        parts.append(f"{provenance['borrowed_pixels']} borrowed records: neighbouring tiles' pixels within "
+                     f"{provenance['halo']} px of a border, for the specialists only")
     if provenance.get("teacher_kind"):
         parts.append(f"teacher: {provenance['teacher_kind']}")
     if provenance.get("warm_start"):
