@@ -103,7 +103,7 @@ def sample_records(gbuffer: GBuffer, ground_truth: np.ndarray, tile_size: int, b
     pixels = np.arange(len(keys))  # into the covered pixels, row-major
     borrowed = np.zeros(len(keys), dtype=bool)
     if halo > 0:
-        lent_pixels, lent_keys = halo_records(key_map, covered, tile_size, halo)
+        lent_pixels, lent_keys = halo_records(key_map, covered, halo)
         pixels, keys = np.concatenate([pixels, lent_pixels]), np.concatenate([keys, lent_keys])
         borrowed = np.concatenate([borrowed, np.ones(len(lent_keys), dtype=bool)])
     order = np.argsort(keys, kind="stable")
@@ -132,22 +132,18 @@ def sample_records(gbuffer: GBuffer, ground_truth: np.ndarray, tile_size: int, b
     )
 
 
-def halo_records(key_map: np.ndarray, covered: np.ndarray, tile_size: int, halo: int) -> tuple[np.ndarray, np.ndarray]:
-    """(covered pixel index, key) of every pixel within `halo` pixels (along x, y or a diagonal) of a
-    neighbouring tile that has covered pixels and another key: the pixels that tile's key borrows."""
+def halo_records(key_map: np.ndarray, covered: np.ndarray, halo: int) -> tuple[np.ndarray, np.ndarray]:
+    """(covered pixel index, key) of every covered pixel within `halo` pixels (along x, y or a
+    diagonal) of a neighbouring tile with another key: the pixels that tile's key borrows. A tile
+    without covered pixels has key 0 (hashing.tile_keys) and borrows nothing."""
     h, w = covered.shape
-    padded = np.zeros((-(-h // tile_size) * tile_size, -(-w // tile_size) * tile_size), dtype=bool)
-    padded[:h, :w] = covered
-    tiles_covered = padded.reshape(padded.shape[0] // tile_size, tile_size, -1, tile_size).any(axis=(1, 3))
-    tile_has_pixels = pixel_tile_map(tiles_covered, h, w, tile_size)
     ys, xs = np.nonzero(covered)
     own = key_map[ys, xs]
     codes = []
     for dy in (-halo, 0, halo):
         for dx in (-halo, 0, halo):
-            y, x = np.clip(ys + dy, 0, h - 1), np.clip(xs + dx, 0, w - 1)
-            other = key_map[y, x].astype(np.int64)
-            lent = np.flatnonzero((other != own) & tile_has_pixels[y, x])
+            other = key_map[np.clip(ys + dy, 0, h - 1), np.clip(xs + dx, 0, w - 1)].astype(np.int64)
+            lent = np.flatnonzero((other != own) & (other != 0))
             codes.append(lent.astype(np.int64) << 32 | other[lent])
     codes = np.unique(np.concatenate(codes))  # a pixel lends itself once to each other key
     return codes >> 32, codes & 0xFFFFFFFF

@@ -440,7 +440,8 @@ class Trainer:
             teacher = load_bank(config.teacher)
             labelled = teacher_records(teacher, dataset, unlabelled, config.tile_size, config.bins, radii,
                                        config.device, on_view=lambda i: self.progress(0, float("nan"), None, "teacher"),
-                                       per_light=config.per_light_targets, halo=config.halo)
+                                       per_light=config.per_light_targets,
+                                       halo=config.halo if config.kind == HASH_BANK else 0)  # only specialists borrow
             if labelled is not None:
                 teacher_pixels = int((~labelled.borrowed).sum())
                 buckets = Buckets.from_records(merge([buckets.records, labelled]))
