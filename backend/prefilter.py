@@ -20,8 +20,10 @@ How it is computed (the values are those of the definition above; only the work 
 - every octave is blurred once for all the planes that need it (albedo, every light's visibility
   and the mask in one call), so the near and the far width share their common octaves and the
   mask is blurred once per octave, not once per plane;
-- the downsampled octaves are interpolated bilinearly at the covered pixels only, with the
-  full frame's sampling positions (what `F.interpolate(..., size=(H, W))` would use).
+- the downsampled octaves are interpolated bilinearly with the full frame's sampling positions
+  (what `F.interpolate(..., size=(H, W))` would use): where the frame's sides are multiples of the
+  octave's factor, by upsampling the crop in one vectorised pass and reading the covered pixels;
+  otherwise at the covered pixels only.
 """
 
 from __future__ import annotations
@@ -270,7 +272,15 @@ def _sample(blurred: torch.Tensor, k: int, crop: _Crop, pixels: CoveredPixels) -
     if factor == 1:
         return blurred.reshape(c, h * w).index_select(1, (pixels.ys - crop.y0) * w + (pixels.xs - crop.x0))
     height, width = pixels.height, pixels.width
-    # Along x for every column of the crop (the taps of F.interpolate, in its order: x, then y) ...
+    if height % factor == 0 and width % factor == 0:
+        # The frame's taps are then those of a uniform 1/factor scale, periodic from the crop's
+        # corner (a multiple of factor): upsampling the crop gives them all in one vectorised pass (the
+        # crop's edges clamp differently from the frame's, but its margin keeps every covered pixel's
+        # taps off them).
+        up = F.interpolate(blurred[None], scale_factor=factor, mode="bilinear", align_corners=False,
+                           recompute_scale_factor=False)[0]
+        return up.reshape(c, -1).index_select(1, (pixels.ys - crop.y0) * up.shape[2] + (pixels.xs - crop.x0))
+    # Otherwise along x for every column of the crop (the taps of F.interpolate, in its order: x, then y) ...
     columns = torch.arange(crop.x0, crop.x1, device=blurred.device)
     x0, x1, wx = _source_index(columns, -(-width // factor), width)
     # (the crop's outermost columns, which no covered pixel reads, may tap outside it: clamped)

@@ -94,6 +94,7 @@ CASES = [  # (height, width, lights, seed, sphere radius, shift, (near, far, alb
     (130, 77, 3, 6, 1.3, (0, 0), (0.5, 1.0, 0.001)),  # cut by every edge; widths up to the 64 px clamp
     (200, 170, 2, 5, 0.3, (-70, 60), (0.003, 0.3, 0.2)),  # small, near a corner, octaves from 0.5 px
     (256, 256, 2, 0, 0.8, (0, 0), (0.01, 0.03, 0.01)),  # the bench's frame and the default radii
+    (128, 192, 1, 4, 0.5, (-30, 50), (0.02, 0.2, 0.05)),  # sides divisible by every factor, crop off the edges
 ]
 
 

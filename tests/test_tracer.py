@@ -23,6 +23,7 @@ from backend.tracer import TracedScene, get_tracer, load_scene
 from backend.tracer.embree_tracer import disk_pattern
 from backend.tracer.samples import trace_record
 from conftest import ROOT, run_backend
+from tracer_transcription import trace as transcribed_trace
 
 
 def quad(z: float, half: float, normal=(0.0, 0.0, 1.0)) -> dict:
@@ -116,6 +117,51 @@ def test_a_blocker_casts_a_hard_shadow_and_a_soft_one_half_covers_its_light_at_t
     assert np.all(np.diff(ratio[row][np.argsort(xs[row])]) >= -1e-6), "V must grow across the penumbra"
     again = get_tracer(scene, shadow_rays=16).trace(camera, light((0, 0, 2), radius=0.2), (size, size))
     assert np.array_equal(again.planes, soft.planes), "tracing is deterministic"
+
+
+def uv_sphere(centre, radius: float, rings: int = 8, segments: int = 12) -> dict:
+    """A coarse smooth-shaded UV sphere: its flat triangles lie well below the smooth surface, so the
+    shadow terminator offset matters."""
+    theta = np.linspace(0, np.pi, rings + 1)[1:-1]
+    phi = np.linspace(0, 2 * np.pi, segments, endpoint=False)
+    ring = np.stack([np.sin(theta)[:, None] * np.cos(phi), np.sin(theta)[:, None] * np.sin(phi),
+                     np.cos(theta)[:, None] * np.ones_like(phi)], -1).reshape(-1, 3)
+    unit = np.concatenate([[[0, 0, 1]], ring, [[0, 0, -1]]]).astype(np.float32)
+    tris = []
+    for s in range(segments):
+        t = (s + 1) % segments
+        tris.append([0, 1 + s, 1 + t])
+        for r in range(rings - 3):
+            a, b = 1 + r * segments, 1 + (r + 1) * segments
+            tris += [[a + s, b + s, b + t], [a + s, b + t, a + t]]
+        last = 1 + (rings - 2) * segments
+        tris.append([len(unit) - 1, last - segments + t, last - segments + s])
+    tris = np.array(tris, np.int32)
+    uv = np.stack([np.arctan2(unit[:, 1], unit[:, 0]) / (2 * np.pi) + 0.5, unit[:, 2] * 0.5 + 0.5], -1)[tris]
+    return {"positions": (unit * radius + np.asarray(centre, np.float32)).astype(np.float32), "triangles": tris,
+            "corner_uv": uv.astype(np.float32), "corner_normal": unit[tris]}
+
+
+def test_the_compiled_tracer_equals_the_whole_frame_numpy_transcription_of_the_recipe():
+    rng = np.random.default_rng(3)
+    scene = TracedScene(**merged(quad(0.0, 2.0), uv_sphere((0.2, -0.1, 0.6), 0.5, rings=6, segments=8)),
+                        albedo=rng.uniform(0, 1, (16, 16, 3)).astype(np.float32))
+    matrix = np.eye(4)
+    angle = 0.9  # tilted towards +y about x: the ground, the sphere and its shadows in view
+    matrix[:3, :3] = [[1, 0, 0], [0, math.cos(angle), -math.sin(angle)], [0, math.sin(angle), math.cos(angle)]]
+    matrix[:3, 3] = [0.0, -2.6, 2.2]
+    size = 96
+    camera = {"matrix_world": matrix.tolist(), "K": [[96.0, 0, size / 2], [0, 96.0, size / 2], [0, 0, 1]],
+              "position": matrix[:3, 3].tolist()}
+    lights = np.concatenate([light((1.5, -1.0, 2.0), radius=0.3), light((-2.0, 0.5, 0.9), power=60.0, colour=(0.3, 1, 1))])
+    tracer = get_tracer(scene, shadow_rays=16)
+    traced = tracer.trace(camera, lights, (size, size)).planes
+    expected = transcribed_trace(tracer, camera, lights, (size, size))
+    covered = expected[0] > 0
+    assert 0.3 < covered.mean() < 1 and (expected[12:].sum(0)[covered] == 0).any(), "a frame with shadows"
+    penumbra = expected[12:15].sum(0) / np.maximum(expected[12:15].sum(0).max(), 1e-12)
+    assert ((penumbra > 0.01) & (penumbra < 0.99)).any(), "and soft edges"
+    np.testing.assert_allclose(traced, expected, rtol=1e-6, atol=1e-7)
 
 
 def test_the_disk_pattern_is_stratified_with_its_first_four_points_on_the_rim():

@@ -11,11 +11,12 @@ where n.l <= 0, four at the light's rim first, and the full set only where those
 
 How it is computed (the values are those of the recipe; only the work is cut): the frame is cut
 into bands of rows that each thread traces and shades from start to end (primary rays, surface,
-shadow rays), so a band's arrays stay in the CPU's cache and numpy and Embree, which both release
-the GIL, keep every core busy; per-pixel values are held as [channels, pixels] float32 columns,
-and everything a hit reads of its triangle (corner positions, normals and UVs, the face normal)
-comes from one row of a per-triangle table, gathered once; primary rays go only through pixels
-that some triangle's projected bounding box covers. docs/formats/scene.md, "Speed", has the figures.
+shadow rays), so a band's arrays stay in the CPU's cache and Embree and the compiled per-pixel
+loops (backend/tracer/pixel_kernels.py), which both release the GIL, keep every core busy;
+everything a hit reads of its triangle (corner positions, normals and UVs, the face normal) is one
+row of a per-triangle table; all shadow rays of one stage (rim, penumbra) go to Embree in one
+query; primary rays go only through pixels that some triangle's projected bounding box covers.
+docs/formats/scene.md, "Speed", has the figures.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from embreex.mesh_construction import TriangleMesh
 
 from backend.errors import GBufferError
 from backend.gbuffer import FIXED_PLANES, LIGHT_FIELDS, PLANES_PER_LIGHT, GBuffer
+from backend.tracer import pixel_kernels as kernels
 from backend.tracer.scene_file import TracedScene
 
 TRACER_VERSION = 1  # bump when traced values change (the dataset records it)
@@ -63,49 +65,6 @@ def disk_pattern(count: int) -> np.ndarray:
     return points[order].astype(np.float32)
 
 
-def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per-column dot product of [3, N] columns, [N]."""
-    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
-
-
-def _length(x: np.ndarray) -> np.ndarray:
-    return np.sqrt(_dot(x, x))
-
-
-def _normalize(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(_length(x), 1e-12)
-
-
-def _tangent_frame(n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Two unit vectors orthogonal to unit vectors n [3, N] (Duff et al. 2017, branch-free), [3, N] each."""
-    sign = np.where(n[2] >= 0, np.float32(1), np.float32(-1))
-    a = -1 / (sign + n[2])
-    b = n[0] * n[1] * a
-    t1 = np.stack([1 + sign * n[0] ** 2 * a, sign * b, -sign * n[0]])
-    t2 = np.stack([b, sign + n[1] ** 2 * a, -n[1]])
-    return t1, t2
-
-
-def bilinear(texture: np.ndarray, uv: np.ndarray) -> np.ndarray:
-    """Texture [S, S, C] (row 0 = v 0) at uv [2, N] in [0, 1] (clamped at the edges), [C, N]."""
-    height, width, channels = texture.shape
-    texels = texture.reshape(-1, channels)  # flat: np.take is several times faster than 2-D indexing
-    x = np.clip(uv[0], 0, 1) * width - 0.5
-    y = np.clip(uv[1], 0, 1) * height - 0.5
-    x0, y0 = np.floor(x), np.floor(y)
-    fx, fy = x - x0, y - y0
-    x0i, y0i = x0.astype(np.intp), y0.astype(np.intp)
-    left, right = np.clip(x0i, 0, width - 1), np.clip(x0i + 1, 0, width - 1)  # clamp to the edge texels
-    top, bottom = np.clip(y0i, 0, height - 1) * width, np.clip(y0i + 1, 0, height - 1) * width
-
-    def texel(row: np.ndarray, col: np.ndarray) -> np.ndarray:
-        return texels.take(row + col, axis=0).T
-
-    upper = texel(top, left) * (1 - fx) + texel(top, right) * fx
-    lower = texel(bottom, left) * (1 - fx) + texel(bottom, right) * fx
-    return upper * (1 - fy) + lower * fy
-
-
 class CameraRays:
     """Primary rays through the pixel centres of a footprint (dataset.md "Camera convention"): the
     camera's origin, and each pixel's direction from a term per column and one per row (a pixel's
@@ -120,16 +79,11 @@ class CameraRays:
         self._by_col = (np.arange(cols.start, cols.stop) + 0.5)[:, None] * to_world[:, 0] + to_world[:, 2]
         self._by_row = (np.arange(rows.start, rows.stop) + 0.5)[:, None] * to_world[:, 1]
 
-    def directions(self, band: slice, local: np.ndarray | None) -> np.ndarray:
-        """Unit directions [n, 3] float32 of the pixels of frame rows `band` (inside the footprint),
-        row-major, or of those at `local` (row-major indices inside the band); in float64 until
-        rounded once, as Embree takes them."""
+    def directions(self, band: slice, local: np.ndarray) -> np.ndarray:
+        """Unit directions [n, 3] float32 of the pixels at `local` (row-major indices inside frame rows
+        `band`, inside the footprint); in float64 until rounded once, as Embree takes them."""
         rows = self._by_row[band.start - self.rows.start : band.stop - self.rows.start]
-        if local is None:
-            d = (rows[:, None, :] + self._by_col[None]).reshape(-1, 3)
-        else:
-            d = rows[local // len(self._by_col)] + self._by_col[local % len(self._by_col)]
-        return (d / np.sqrt(np.einsum("ij,ij->i", d, d))[:, None]).astype(np.float32)
+        return kernels.primary_directions(rows, self._by_col, local)
 
 
 def _project(camera: dict, points: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -156,10 +110,10 @@ class _Frame:
     candidates: np.ndarray | None
     lights: np.ndarray
 
-    def candidates_in(self, band: slice) -> np.ndarray | None:
-        """Row-major indices inside frame rows `band` of the pixels to trace; None: all of them."""
+    def candidates_in(self, band: slice) -> np.ndarray:
+        """Row-major indices inside frame rows `band` of the pixels to trace."""
         if self.candidates is None:
-            return None
+            return np.arange((band.stop - band.start) * (self.cols.stop - self.cols.start))
         return np.flatnonzero(self.candidates[band.start - self.rays.rows.start : band.stop - self.rays.rows.start])
 
     def pixels(self, band: slice, local: np.ndarray) -> np.ndarray:
@@ -170,14 +124,12 @@ class _Frame:
 
 @dataclass
 class _Surface:
-    """The hits of a band as [channels, n] columns."""
+    """The hits of a band, [n, 3] float32 each (pixel_kernels.surface)."""
 
-    position: np.ndarray  # [3, n]
-    normal: np.ndarray  # [3, n] unit shading normal, facing the ray
-    face: np.ndarray  # [3, n] unit geometric normal, facing the ray
-    uv: np.ndarray  # [2, n]
-    corners: np.ndarray  # [3, 8, n] per corner of the hit triangle: position, shading normal (as exported), uv
-    weights: tuple[np.ndarray, np.ndarray, np.ndarray]  # barycentrics of corners 0, 1, 2, [n] each
+    position: np.ndarray
+    normal: np.ndarray  # unit shading normal, facing the ray
+    face: np.ndarray  # unit geometric normal, facing the ray
+    lifted: np.ndarray  # where the smooth surface lies above the flat triangle (the shadow terminator offset)
 
 
 class EmbreeTracer:
@@ -201,7 +153,7 @@ class EmbreeTracer:
         low, high = scene.positions.min(0), scene.positions.max(0)
         self._box = np.array([[x, y, z] for x in (low[0], high[0]) for y in (low[1], high[1]) for z in (low[2], high[2])],
                              np.float64)
-        self._offset = RAY_OFFSET * max(float(np.linalg.norm(high - low)), 1e-6)
+        self._offset = np.float32(RAY_OFFSET * max(float(np.linalg.norm(high - low)), 1e-6))
         self.seconds: dict[str, float] = {}  # the last trace's: "total" (wall) and each stage's, summed over threads
         self._threads = max(1, min(os.cpu_count() or 1, 8))
         self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="tracer") if self._threads > 1 else None
@@ -276,104 +228,48 @@ class EmbreeTracer:
         if not len(hits):
             return seconds
         start = time.perf_counter()
-        surface = self._surface(hit, hits, directions)
-        # Every plane is written at the covered pixels at once.
-        pixels = frame.pixels(band, hits if local is None else local[hits])
-        flat = frame.flat
-        flat[0, pixels] = 1.0
-        flat[1:3, pixels] = surface.uv
-        flat[3:6, pixels] = surface.normal
-        flat[6:9, pixels] = surface.position
-        flat[9:12, pixels] = bilinear(self.scene.albedo, surface.uv)
+        pixels = frame.pixels(band, local[hits])
+        surface = _Surface(*kernels.surface(hit["u"], hit["v"], hit["primID"], hits, directions, self._triangle_rows,
+                                            self.scene.albedo, pixels, frame.flat))
         seconds["surface"] = time.perf_counter() - start
         start = time.perf_counter()
-        lifted = _smooth_surface_offset(surface)
         for k, light in enumerate(frame.lights):
-            flat[FIXED_PLANES + 3 * k : FIXED_PLANES + 3 * k + 3, pixels] = self._light_pass(light, surface, lifted)
+            self._light_pass(light, surface, pixels, frame.flat, FIXED_PLANES + 3 * k)
         seconds["shadows"] = time.perf_counter() - start
         return seconds
 
-    def _surface(self, hit: dict, hits: np.ndarray, directions: np.ndarray) -> _Surface:
-        """Barycentric interpolation at the hits `hits` (indices into the band's rays)."""
-        u, v = hit["u"].take(hits), hit["v"].take(hits)
-        weights = (1 - u - v, u, v)
-        rows = np.ascontiguousarray(self._triangle_rows.take(hit["primID"].take(hits), axis=0).T)  # [27, n]
-        corners = rows[:24].reshape(3, 8, -1)
-        mixed = corners[0] * weights[0] + corners[1] * weights[1] + corners[2] * weights[2]  # [8, n]
-        face = rows[24:27]
-        # Cycles turns both normals to face the ray where it hits a triangle's back.
-        facing = np.where(_dot(face, directions.take(hits, axis=0).T) > 0, np.float32(-1), np.float32(1))
-        return _Surface(position=mixed[0:3], normal=_normalize(mixed[3:6]) * facing, face=face * facing,
-                        uv=mixed[6:8], corners=corners, weights=weights)
-
-    def _light_pass(self, light: np.ndarray, surface: _Surface, lifted: np.ndarray) -> np.ndarray:
-        """[3, n] shadowed white-Lambertian irradiance of one light at the surface points."""
-        centre, colour, power, radius = light[0:3, None], light[3:6, None], float(light[6]), float(light[7])
-        to_light = centre - surface.position
-        distance = np.maximum(_length(to_light), 1e-6)
-        l = to_light / distance
-        n_dot_l = _dot(surface.normal, l)
-        visible = np.zeros(len(distance), np.float32)
+    def _light_pass(self, light: np.ndarray, surface: _Surface, pixels: np.ndarray, flat: np.ndarray,
+                    plane: int) -> None:
+        """The shadowed white-Lambertian irradiance of one light at the surface points, into
+        flat[plane:plane + 3, pixels]."""
+        distance, l, n_dot_l = kernels.light_geometry(light, surface.position, surface.normal)
         lit = np.flatnonzero(n_dot_l > 0)
-        if len(lit):
-            origins = self._shadow_origins(surface, lifted, l[:, lit], n_dot_l[lit], lit)
-            visible[lit] = self._visible_fraction(origins, centre, l[:, lit], radius)
-        scale = power / (4 * math.pi**2 * distance**2) * np.maximum(n_dot_l, 0) * visible
-        return colour * scale
+        visible = self._visible_fraction(light, surface, lit, l, n_dot_l) if len(lit) else np.zeros(0, np.float32)
+        kernels.write_light_pass(light, light[6], distance, n_dot_l, lit, visible, pixels, flat, plane)
 
-    def _shadow_origins(self, surface: _Surface, lifted: np.ndarray, l: np.ndarray, n_dot_l: np.ndarray,
-                        lit: np.ndarray) -> np.ndarray:
-        """Where the shadow rays of the lit points start, [3, m]."""
-        face = surface.face[:, lit]
-        face_dot_l = _dot(face, l)
-        # Cycles lifts shadow rays of triangles at grazing angles to the light onto the smooth
-        # surface (its default geometry offset, 0.1), fully where n.l + ng.l < 0.1, not at all
-        # past 0.2; and a ray never hits the triangle it starts on: start on the light's side.
-        cutoff = TERMINATOR_OFFSET
-        amount = np.where(n_dot_l < cutoff, np.clip(2 - (face_dot_l + n_dot_l) / cutoff, 0, 1),
-                          np.clip(1 - face_dot_l / cutoff, 0, 1))
-        side = np.where(face_dot_l >= 0, np.float32(1), np.float32(-1))
-        return surface.position[:, lit] + lifted[:, lit] * amount + face * side * self._offset
-
-    def _visible_fraction(self, origins: np.ndarray, centre: np.ndarray, l: np.ndarray, radius: float) -> np.ndarray:
-        """Mean unoccluded fraction of rays from origins [3, m] to points of the light's disk (radius,
-        facing the points); one ray to the centre for a point light. [m] float32."""
-        to_centre = centre - origins
-        starts = np.ascontiguousarray(origins.T)  # [m, 3], as Embree takes them, for every ray of a point
+    def _visible_fraction(self, light: np.ndarray, surface: _Surface, lit: np.ndarray, l: np.ndarray,
+                          n_dot_l: np.ndarray) -> np.ndarray:
+        """Mean unoccluded fraction of the rays from the points `lit` to points of the light's disk
+        (radius, facing the points); one ray to the centre for a point light. [m] float32."""
+        radius = light[7]
+        starts, to_centre, t1, t2 = kernels.shadow_frames(light, radius, lit, surface.position, surface.face,
+                                                          surface.lifted, l, n_dot_l, np.float32(TERMINATOR_OFFSET),
+                                                          self._offset)
+        everyone = np.arange(len(lit))
         if radius <= 0:
-            return self._unoccluded(starts, to_centre)
-        t1, t2 = _tangent_frame(l)
-        t1, t2 = radius * t1, radius * t2
-
-        def unoccluded(points: np.ndarray, subset=slice(None)) -> np.ndarray:  # [P, m] of points [P, 2] of the disk
-            return np.stack([self._unoccluded(starts[subset], to_centre[:, subset] + a * t1[:, subset] + b * t2[:, subset])
-                             for a, b in points])
-
-        rim = unoccluded(self.pattern[:RIM_RAYS])
-        fraction = rim.mean(0)
-        penumbra = np.flatnonzero((fraction > 0) & (fraction < 1))
+            return self._unoccluded(everyone, starts, to_centre, t1, t2, np.zeros((1, 2), np.float32))
+        rim = self._unoccluded(everyone, starts, to_centre, t1, t2, self.pattern[:RIM_RAYS])
+        penumbra = np.flatnonzero((rim > 0) & (rim < RIM_RAYS))
+        fraction = rim / np.float32(RIM_RAYS)
         if len(penumbra) and len(self.pattern) > RIM_RAYS:
-            inner = unoccluded(self.pattern[RIM_RAYS:], penumbra)
-            fraction[penumbra] = (rim[:, penumbra].sum(0) + inner.sum(0)) / len(self.pattern)
+            inner = self._unoccluded(penumbra, starts, to_centre, t1, t2, self.pattern[RIM_RAYS:])
+            fraction[penumbra] = (rim[penumbra] + inner) / np.float32(len(self.pattern))
         return fraction
 
-    def _unoccluded(self, starts: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-        """1 where the segment start -> start + offset is free of geometry, else 0: starts [m, 3],
-        offsets [3, m]; [m] float32."""
-        length = _length(offsets)
-        directions = np.empty(starts.shape, np.float32)
-        np.divide(offsets, np.maximum(length, 1e-12), out=directions.T)
-        occluded = self._embree.run(starts, directions, length * np.float32(1 - 1e-4), query="OCCLUDED")
-        return (occluded < 0).astype(np.float32)
-
-
-def _smooth_surface_offset(surface: _Surface) -> np.ndarray:
-    """Where the smooth surface lies above the flat triangle at each hit, [3, n] (Hanika 2021,
-    "Hacking the shadow terminator", as Cycles' shadow terminator geometry offset): the hit
-    moved onto the tangent planes of the corners it lies below, blended by barycentrics."""
-    lifted = np.zeros_like(surface.position)
-    for corner, weight in zip(surface.corners, surface.weights):
-        position, normal = corner[0:3], corner[3:6]
-        below = np.minimum(_dot(surface.position - position, normal), 0)
-        lifted -= below * weight * normal
-    return lifted
+    def _unoccluded(self, subset: np.ndarray, starts: np.ndarray, to_centre: np.ndarray, t1: np.ndarray,
+                    t2: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """How many of the rays from the points `subset` to `points` [P, 2] of the light's disk are free
+        of geometry, [len(subset)] float32 (for a point light, P = 1 and the point is the centre)."""
+        origins, directions, lengths = kernels.disk_rays(subset, starts, to_centre, t1, t2, points)
+        occluded = self._embree.run(origins, directions, lengths, query="OCCLUDED")
+        return kernels.unoccluded_counts(occluded, len(points))
