@@ -164,6 +164,37 @@ def test_the_compiled_tracer_equals_the_whole_frame_numpy_transcription_of_the_r
     np.testing.assert_allclose(traced, expected, rtol=1e-6, atol=1e-7)
 
 
+def valley(half: float = 1.0, depth: float = 0.5) -> dict:
+    """Two smooth-shaded slopes meeting in a concave crease along x (z = depth * |y| / half): the
+    crease's vertex normals point straight up, so near it each slope's shading normal leans past its
+    face normal, and a light can be in front of the one and behind the other's plane."""
+    y = np.array([-half, 0.0, half], np.float32)
+    p = np.array([[x, yy, depth * abs(yy) / half] for yy in y for x in (-half, half)], np.float32)
+    tris = np.array([[0, 1, 3], [0, 3, 2], [2, 3, 5], [2, 5, 4]], np.int32)
+    slope = depth / half
+    up = np.array([0, 0, 1], np.float32)
+    a = np.array([0, slope, 1], np.float32) / np.hypot(slope, 1)  # the y < 0 slope's face normal
+    b = np.array([0, -slope, 1], np.float32) / np.hypot(slope, 1)
+    vertex_normal = np.stack([a, a, up, up, b, b])
+    uv = (p[:, :2] / (2 * half) + 0.5)[tris]
+    return {"positions": p, "triangles": tris, "corner_uv": uv.astype(np.float32), "corner_normal": vertex_normal[tris]}
+
+
+def test_a_concave_crease_lit_from_behind_its_face_plane_starts_its_shadow_rays_on_the_lights_side():
+    scene = TracedScene(**valley(), albedo=np.full((4, 4, 3), 0.5, np.float32))
+    elevation = math.radians(15)  # below the slopes' 26.6 degrees: behind the y < 0 slope's plane
+    lights = light((0.0, -6 * math.cos(elevation), 6 * math.sin(elevation)), radius=0.05)
+    camera = camera_looking_down(4.0, 48.0, 48)
+    tracer = get_tracer(scene, shadow_rays=16)
+    gbuffer = tracer.trace(camera, lights, (48, 48))
+    expected = transcribed_trace(tracer, camera, lights, (48, 48))
+    np.testing.assert_allclose(gbuffer.planes, expected, rtol=1e-6, atol=1e-7)
+    # The pixels this is about: on the y < 0 slope (its face turned away from the light), near the
+    # crease (the shading normal towards it), and lit: their rays leave the slope's back.
+    behind = gbuffer.covered & (gbuffer.position[1] < 0) & (gbuffer.light_pass(0).sum(0) > 0)
+    assert behind.sum() > 20
+
+
 def test_the_disk_pattern_is_stratified_with_its_first_four_points_on_the_rim():
     pattern = disk_pattern(16)
     assert pattern.shape == (16, 2)
