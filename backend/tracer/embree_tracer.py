@@ -245,14 +245,14 @@ class EmbreeTracer:
         distance, l, n_dot_l = kernels.light_geometry(light, surface.position, surface.normal)
         lit = np.flatnonzero(n_dot_l > 0)
         visible = self._visible_fraction(light, surface, lit, l, n_dot_l) if len(lit) else np.zeros(0, np.float32)
-        kernels.write_light_pass(light, light[6], distance, n_dot_l, lit, visible, pixels, flat, plane)
+        kernels.write_light_pass(light, distance, n_dot_l, lit, visible, pixels, flat, plane)
 
     def _visible_fraction(self, light: np.ndarray, surface: _Surface, lit: np.ndarray, l: np.ndarray,
                           n_dot_l: np.ndarray) -> np.ndarray:
         """Mean unoccluded fraction of the rays from the points `lit` to points of the light's disk
         (radius, facing the points); one ray to the centre for a point light. [m] float32."""
         radius = light[7]
-        starts, to_centre, t1, t2 = kernels.shadow_frames(light, radius, lit, surface.position, surface.face,
+        starts, to_centre, t1, t2 = kernels.shadow_frames(light, lit, surface.position, surface.face,
                                                           surface.lifted, l, n_dot_l, np.float32(TERMINATOR_OFFSET),
                                                           self._offset)
         everyone = np.arange(len(lit))

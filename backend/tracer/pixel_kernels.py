@@ -6,7 +6,7 @@ each a temporary of the band's size); here each pixel is read once and written o
 the recipe's (docs/formats/scene.md, "Tracing"), in float32 as before: constants are float32 so that
 no step is promoted to float64 where numpy's was not. Every kernel releases the GIL, so the tracer's
 band threads run them on all cores, and caches its machine code beside this file (the first trace
-on a fresh install compiles them, a few seconds, once).
+on a fresh install compiles them, about a second, once).
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ def light_geometry(light, position, normal):
 
 
 @_compiled
-def shadow_frames(light, radius, lit, position, face, lifted, l, n_dot_l, terminator, offset):
+def shadow_frames(light, lit, position, face, lifted, l, n_dot_l, terminator, offset):
     """Where the shadow rays of the points `lit` start, [m, 3], the offset from there to the light's
     centre, [m, 3], and two vectors spanning the light's disk as the points see it (radius times a
     unit tangent frame of l, Duff et al. 2017), [m, 3] each.
@@ -135,6 +135,7 @@ def shadow_frames(light, radius, lit, position, face, lifted, l, n_dot_l, termin
     default geometry offset, `terminator`), fully where n.l + ng.l < terminator, not at all past twice
     that; and a ray never hits the triangle it starts on: it starts `offset` off it, on the light's side."""
     m = lit.shape[0]
+    radius = light[7]
     starts = np.empty((m, 3), np.float32)
     to_centre = np.empty((m, 3), np.float32)
     t1 = np.empty((m, 3), np.float32)
@@ -198,10 +199,11 @@ def unoccluded_counts(occluded, per_point):
 
 
 @_compiled
-def write_light_pass(light, power, distance, n_dot_l, lit, visible, pixels, flat, plane):
+def write_light_pass(light, distance, n_dot_l, lit, visible, pixels, flat, plane):
     """The light pass `colour * P / (4 pi^2 d^2) * max(0, n.l) * V` of every point into
     flat[plane:plane + 3, pixels]; V is `visible` at the points `lit` and 0 elsewhere."""
     n = distance.shape[0]
+    power = light[6]
     fraction = np.zeros(n, np.float32)
     for j in range(lit.shape[0]):
         fraction[lit[j]] = visible[j]
