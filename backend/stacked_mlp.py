@@ -36,9 +36,14 @@ class ParameterSnapshots:
 
 
 class StackedMLP(ParameterSnapshots):
+    """input_frames: optional (shift [R, in], scale [R, in]); network r then trains on the local
+    inputs (x - shift[r]) / scale[r] (backend.local_frames). Rows in and out (slot_rows, load_rows,
+    copy_network) are always in the bank's global inputs: the frame is folded into the first layer."""
+
     def __init__(self, n_networks: int, layers: list[int], output_activation: str, initial_output: np.ndarray,
-                 generator: torch.Generator, device):
+                 generator: torch.Generator, device, input_frames: tuple[torch.Tensor, torch.Tensor] | None = None):
         self.layers, self.output_activation = list(layers), output_activation
+        self.frames = None if input_frames is None else tuple(t.to(device) for t in input_frames)
         self.params: list[torch.Tensor] = []
         for i, (n_in, n_out) in enumerate(zip(layers[:-1], layers[1:])):
             last = i == len(layers) - 2
@@ -57,26 +62,38 @@ class StackedMLP(ParameterSnapshots):
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """x [R, M, in] -> transfer [R, M, 3]."""
+        if self.frames is not None:
+            shift, scale = self.frames
+            x = (x - shift[:, None]) / scale[:, None]
         return forward(self.weights, x, self.output_activation)
 
     def slot_rows(self) -> np.ndarray:
-        """Packed rows [R, P] float32 in bank order."""
+        """Packed rows [R, P] float32 in bank order (global inputs)."""
         with torch.no_grad():
-            return pack([(w.detach().cpu(), b.detach().cpu()) for w, b in self.weights]).numpy()
+            layers = [(w.detach(), b.detach()) for w, b in self.weights]
+            if self.frames is not None:  # W x' + b with x' = (x - shift) / scale
+                shift, scale = self.frames
+                w0 = layers[0][0] / scale[:, :, None]
+                layers[0] = (w0, layers[0][1] - torch.einsum("ri,rio->ro", shift, w0))
+            return pack([(w.cpu(), b.cpu()) for w, b in layers]).numpy()
 
     def load_rows(self, rows: np.ndarray) -> None:
         """Set every network from packed rows [R, P] (the bank layout, backend.bank.pack)."""
         with torch.no_grad():
             source = unpack(torch.tensor(np.asarray(rows, dtype=np.float32)), self.layers)  # a copy: rows may be read-only
+            if self.frames is not None:
+                shift, scale = (t.cpu() for t in self.frames)
+                w0, b0 = source[0]
+                source[0] = (w0 * scale[:, :, None], b0 + torch.einsum("ri,rio->ro", shift, w0))
             for (w, b), (rw, rb) in zip(self.weights, source):
                 w.copy_(rw)
                 b.copy_(rb)
 
     def copy_network(self, source: int, targets: list[int]) -> None:
         """Give networks `targets` the weights of network `source`."""
-        with torch.no_grad():
-            for p in self.params:
-                p[targets] = p[source].clone()
+        rows = self.slot_rows()
+        rows[targets] = rows[source]
+        self.load_rows(rows)
 
     @property
     def n_parameters_per_network(self) -> int:

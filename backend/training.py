@@ -38,6 +38,7 @@ from backend.early_stopping import NetworkBests
 from backend.evaluation import load_views, mean_psnr, pooled_psnr, render_views
 from backend.features import N_FEATURES
 from backend.hashing import MAX_BINS
+from backend.local_frames import local_frames
 from backend.model_kinds import BANK_KIND_OF, HASH_BANK, MODEL_KINDS, NEURAL_TEXTURE, SINGLE_PARAMS, TEACHER_KINDS
 from backend.neural_texture import TEXTURE_CHANNELS, TEXTURE_RESOLUTION, NeuralTextureModel
 from backend.prefilter import FilterRadii
@@ -97,6 +98,8 @@ class TrainConfig:
     # whole budget")
     halo: int = HALO  # px: a specialist also learns its neighbouring tiles' pixels this close to their common
     # border, so that neighbours agree there (backend/buckets.py; docs/training.md, "Tile seams: the halo")
+    local_frames: bool = True  # each specialist trains on its inputs normalised over its own bucket, folded into
+    # its first layer in the bank (backend/local_frames.py; docs/training.md, "Local input frames")
 
     def validate(self) -> None:
         problems = []
@@ -142,6 +145,7 @@ class TrainConfig:
                  if k not in ("steps", "minutes", "device", "resume", "checkpoint_every", "patience", "out")}
         if self.kind != HASH_BANK:
             del fixed["halo"]  # only specialists learn borrowed pixels: a teacher serves banks of any halo
+            del fixed["local_frames"]
         return hashlib.sha256(json.dumps(fixed, sort_keys=True, default=list).encode()).hexdigest()
 
 
@@ -401,7 +405,7 @@ class Trainer:
         self.started = time.monotonic()
         self.state = TrainState()
         self.seconds_before = 0.0  # training time of the runs this one resumes
-        self.base_lr = config.lr  # lowered for networks that start from the teacher
+        self.base_lr = config.lr  # scaled for networks that start from the teacher (WARM_START_LR_SCALE)
 
     @property
     def elapsed(self) -> float:
@@ -456,11 +460,15 @@ class Trainer:
                                        config.output_activation, problem.initial_output, generator, config.device,
                                        problem.feature_mean, problem.feature_std)
         else:
+            frames = None
+            if config.kind == HASH_BANK and config.local_frames:
+                frames = local_frames(problem.features, problem.factor, problem.start, problem.count,
+                                      shared=[problem.slot_keys.index(SHARED_SLOT_KEY)])
             model = StackedMLP(len(problem.slot_keys), problem.layers, config.output_activation,
-                               problem.initial_output, generator, config.device)
+                               problem.initial_output, generator, config.device, input_frames=frames)
         warm = warm_start(model, problem, source, config.kind) if source is not None and config.warm_start else None
         if warm is not None:
-            self.base_lr = config.lr * WARM_START_LR_SCALE
+            self.base_lr = config.lr * WARM_START_LR_SCALE[config.kind]
         optimizer = torch.optim.Adam(model.params, lr=self.base_lr)
         provenance = {"dataset": str(Path(config.data).resolve()), "manifest_sha256": manifest_sha256(dataset),
                       "seed": config.seed, "device": config.device, "backend_version": backend.__version__,

@@ -78,6 +78,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--halo", type=int, default=TrainConfig.halo, metavar="PX",
                         help=f"pixels each specialist also learns from its neighbouring tiles, along their common "
                              f"border, so that neighbours agree there (default {TrainConfig.halo}; 0: none)")
+    parser.add_argument("--global-frames", action="store_true",
+                        help="train every specialist on the bank's global input normalisation instead of its own "
+                             "bucket's (the recipe before local frames)")
     parser.add_argument("--cluster", type=cluster_address, metavar="ADDRESS",
                         help="train on a node of this Ray cluster (HOST:PORT or local; a GPU node with --device "
                              "cuda) and bring the bank back (docs/cluster.md)")
@@ -94,7 +97,7 @@ def config_from_args(args, kind: str, out) -> TrainConfig:
         teacher=None if args.no_teacher else "auto", select_specialists=not args.keep_all_specialists,
         teacher_kind=args.teacher_kind, teacher_widths=None if args.teacher_widths is None else tuple(args.teacher_widths),
         warm_from=args.warm_from, warm_start=not args.random_start, texture_channels=args.texture_channels, texture_resolution=args.texture_resolution,
-        per_light_targets=not args.combined_targets,
+        per_light_targets=not args.combined_targets, local_frames=not args.global_frames,
     )
 
 
