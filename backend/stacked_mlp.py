@@ -77,23 +77,23 @@ class StackedMLP(ParameterSnapshots):
                 layers[0] = (w0, layers[0][1] - torch.einsum("ri,rio->ro", shift, w0))
             return pack([(w.cpu(), b.cpu()) for w, b in layers]).numpy()
 
-    def load_rows(self, rows: np.ndarray) -> None:
-        """Set every network from packed rows [R, P] (the bank layout, backend.bank.pack)."""
+    def load_rows(self, rows: np.ndarray, networks: list[int] | None = None) -> None:
+        """Set every network, or only `networks`, from packed rows [R, P] (one row each; the bank
+        layout, backend.bank.pack)."""
+        index = slice(None) if networks is None else networks
         with torch.no_grad():
             source = unpack(torch.tensor(np.asarray(rows, dtype=np.float32)), self.layers)  # a copy: rows may be read-only
             if self.frames is not None:
-                shift, scale = (t.cpu() for t in self.frames)
+                shift, scale = (t[index].cpu() for t in self.frames)
                 w0, b0 = source[0]
                 source[0] = (w0 * scale[:, :, None], b0 + torch.einsum("ri,rio->ro", shift, w0))
             for (w, b), (rw, rb) in zip(self.weights, source):
-                w.copy_(rw)
-                b.copy_(rb)
+                w[index] = rw.to(w.device)
+                b[index] = rb.to(b.device)
 
     def copy_network(self, source: int, targets: list[int]) -> None:
-        """Give networks `targets` the weights of network `source`."""
-        rows = self.slot_rows()
-        rows[targets] = rows[source]
-        self.load_rows(rows)
+        """Give networks `targets` the function of network `source` (in their own input frames)."""
+        self.load_rows(self.slot_rows()[[source] * len(targets)], targets)
 
     @property
     def n_parameters_per_network(self) -> int:
