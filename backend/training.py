@@ -30,6 +30,7 @@ import backend
 from backend.atomic import atomic_open
 from backend.bank import (FALLBACK_MODES, OUTPUT_ACTIVATIONS, SHARED_SLOT_KEY, Bank, companion_path, load_bank,
                           make_bank, make_meta, save_bank, slot_size)
+from backend.bin_choice import BinChoice, choose_bins
 from backend.bucket_selection import select_specialists
 from backend.buckets import Buckets, BucketStore, merge
 from backend.dataset import open_dataset
@@ -38,6 +39,7 @@ from backend.early_stopping import NetworkBests
 from backend.evaluation import load_views, mean_psnr, pooled_psnr, render_views
 from backend.features import N_FEATURES
 from backend.hashing import MAX_BINS
+from backend.learning_rates import learning_rate, lr_scales
 from backend.local_frames import local_frames
 from backend.model_kinds import BANK_KIND_OF, HASH_BANK, MODEL_KINDS, NEURAL_TEXTURE, SINGLE_PARAMS, TEACHER_KINDS
 from backend.neural_texture import TEXTURE_CHANNELS, TEXTURE_RESOLUTION, NeuralTextureModel
@@ -45,7 +47,7 @@ from backend.prefilter import FilterRadii
 from backend.report_figures import plot_curve
 from backend.stacked_mlp import StackedMLP
 from backend.teacher_labels import teacher_path, teacher_records
-from backend.warm_start import WARM_START_LR_SCALE, warm_start
+from backend.warm_start import warm_start
 
 LOSS_SPACES = ("log", "tonemap", "linear")
 LOG_EPS = 1e-3  # radiance floor of the log loss: below it, errors are invisible on a display
@@ -79,7 +81,7 @@ class TrainConfig:
     fallback: str = "auto"  # nearest_key, shared_network, or auto: the better on validation views
     min_bucket_pixels: int | None = None  # rarer keys use the fallback; None: MIN_BUCKET_SHARE of all pixels
     tile_size: int = 16
-    bins: int = 4  # UV bins per axis of the tile key (the talk's 8 left a tenth of the pixels unseen; docs/training.md)
+    bins: int | str = "auto"  # UV bins per axis of the tile key; auto: as many as the data fills (backend/bin_choice.py)
     max_baseline_width: int = 256
     select_specialists: bool = True  # a bucket losing to the shared network on validation views gets its weights
     per_network_stopping: bool = True  # each bucket keeps its weights of its own best validation (early_stopping.py)
@@ -123,7 +125,7 @@ class TrainConfig:
             problems.append("widths, batch, checkpoint and evaluation intervals must be positive")
         if not 0 <= self.halo < self.tile_size:
             problems.append(f"halo {self.halo} (0..{self.tile_size - 1} pixels)")
-        if not 1 <= self.bins <= MAX_BINS or self.tile_size < 1:
+        if self.bins != "auto" and not (isinstance(self.bins, int) and 1 <= self.bins <= MAX_BINS) or self.tile_size < 1:
             problems.append(f"bins {self.bins} (1..{MAX_BINS}) or tile size {self.tile_size}")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             problems.append("device cuda, but torch sees no CUDA device")
@@ -146,6 +148,8 @@ class TrainConfig:
         if self.kind != HASH_BANK:
             del fixed["halo"]  # only specialists learn borrowed pixels: a teacher serves banks of any halo
             del fixed["local_frames"]
+            del fixed["bins"]  # one network for every key
+        fixed["lr_scales"] = lr_scales(self.kind)
         return hashlib.sha256(json.dumps(fixed, sort_keys=True, default=list).encode()).hexdigest()
 
 
@@ -405,7 +409,7 @@ class Trainer:
         self.started = time.monotonic()
         self.state = TrainState()
         self.seconds_before = 0.0  # training time of the runs this one resumes
-        self.base_lr = config.lr  # scaled for networks that start from the teacher (WARM_START_LR_SCALE)
+        self.base_lr = config.lr  # the kind's own rate, set in run() (backend.learning_rates)
 
     @property
     def elapsed(self) -> float:
@@ -431,6 +435,8 @@ class Trainer:
     def run(self) -> TrainResult:
         config = self.config
         config.validate()
+        config, bin_choice = with_bins(config)
+        self.config = config
         dataset = open_dataset(config.data)
         train_ids, val_ids = _splits(dataset)
         self.out.parent.mkdir(parents=True, exist_ok=True)
@@ -467,14 +473,15 @@ class Trainer:
             model = StackedMLP(len(problem.slot_keys), problem.layers, config.output_activation,
                                problem.initial_output, generator, config.device, input_frames=frames)
         warm = warm_start(model, problem, source, config.kind) if source is not None and config.warm_start else None
-        if warm is not None:
-            self.base_lr = config.lr * WARM_START_LR_SCALE[config.kind]
+        self.base_lr = learning_rate(config.lr, config.kind, warm=warm is not None)
         optimizer = torch.optim.Adam(model.params, lr=self.base_lr)
         provenance = {"dataset": str(Path(config.data).resolve()), "manifest_sha256": manifest_sha256(dataset),
                       "seed": config.seed, "device": config.device, "backend_version": backend.__version__,
+                      "learning_rate": self.base_lr,  # the kind's peak rate (backend.learning_rates)
                       "model": config.kind, "loss_space": config.loss_space, "batch_per_network": problem.pixels_per_network,
                       "train_pixels": buckets.own_pixels,  # records: pixel-light pairs when per light
                       "borrowed_pixels": int(problem.target.shape[0]) - buckets.own_pixels, "halo": config.halo,
+                      "bins": config.bins, "bins_chosen": None if bin_choice is None else dataclasses.asdict(bin_choice),
                       "per_light_targets": config.per_light_targets,
                       "min_bucket_pixels": min_bucket_pixels(config, buckets.own_pixels),
                       "train_samples": len(train_ids), "val_samples": len(val_ids),
@@ -580,6 +587,20 @@ class Trainer:
                            self.checkpoint_path, state.history)
 
 
+def with_bins(config: TrainConfig) -> tuple[TrainConfig, BinChoice | None]:
+    """config with its tile key's bins decided, and the choice when they were "auto" (backend.bin_choice):
+    counted over the views its networks learn from, the labelled ones and those a teacher labels."""
+    if config.bins != "auto":
+        return config, None
+    dataset = open_dataset(config.data)
+    train_ids, val_ids = _splits(dataset)
+    taught = dataset.indices("unlabelled") if config.teacher is not None else []
+    choice = choose_bins(dataset, train_ids + taught, val_ids, config.tile_size, config.per_light_targets,
+                         config.min_bucket_pixels, MIN_BUCKET_SHARE,
+                         cache=Path(config.out).parent / "buckets" / "bin_choice.json")
+    return dataclasses.replace(config, bins=choice.bins), choice
+
+
 def teacher_config(config: TrainConfig) -> TrainConfig:
     """The teacher of config: a model of config.teacher_kind and teacher_widths on the labelled pixels only."""
     return dataclasses.replace(config, kind=config.teacher_kind, widths=tuple(config.teacher_widths or config.widths),
@@ -609,12 +630,13 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
     """
     if config.teacher == "auto":
         config.validate()
+        teacher = teacher_config(with_bins(config)[0])  # its bucket store is then the one its students read
         if needs_teacher(config):
-            result = _run_and_release(Trainer(teacher_config(config), on_progress, should_stop))
+            result = _run_and_release(Trainer(teacher, on_progress, should_stop))
             if result.cancelled:
                 return result
         has_views = bool(open_dataset(config.data).indices("unlabelled"))
-        config = dataclasses.replace(config, teacher=teacher_config(config).out if has_views else None)
+        config = dataclasses.replace(config, teacher=teacher.out if has_views else None)
     return _run_and_release(Trainer(config, on_progress, should_stop))
 
 

@@ -2,7 +2,7 @@
 
 Each bucket then only learns how its patch of face differs from the teacher, which its few views
 can tell it. `single_cost` starts the same way, so that it gets everything the hash bank gets, and
-each kind then trains at its own measured best learning rate (`WARM_START_LR_SCALE`).
+each kind then trains at its own measured best learning rate (backend.learning_rates).
 
 How a source reaches a model:
 - a source of the model's own layers is copied into every network ("copy");
@@ -20,18 +20,9 @@ import numpy as np
 import torch
 
 from backend.bank import Bank
-from backend.model_kinds import HASH_BANK, NEURAL_TEXTURE, SINGLE_COST, SINGLE_PARAMS
+from backend.model_kinds import NEURAL_TEXTURE
 from backend.neural_texture import folded_rows, texture_fit
 
-# Learning rate of networks that start from a source, relative to --lr (the teacher's own), each
-# kind at its best in a sweep on two meshes (docs/training.md, "Local input frames and the warm
-# start's learning rate"):
-# a specialist starts from the teacher folded over its own patch, near what its few views can tell
-# it, and overfits them at higher rates; one network starts from the teacher with its texture input
-# held at the whole face's mean, far from its best, and gains from rates about 3x the teacher's.
-# single_params (one network too; it starts warm only with --warm-from) and neural_texture (a copy
-# of a source of its own shape) were not swept.
-WARM_START_LR_SCALE = {HASH_BANK: 1.0, SINGLE_COST: 3.2, SINGLE_PARAMS: 3.2, NEURAL_TEXTURE: 0.2}
 FOLD_AFFINE = False  # fold a neural-texture source as an affine function of UV per network, not its mean
 # (measured: no better, docs/training.md)
 

@@ -35,6 +35,7 @@ own in the hash bank and tiles that fall back. No report is written in this mode
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -58,7 +59,7 @@ from backend.prefilter import FilterRadii  # noqa: E402
 from backend.report import unseen_share, write_report  # noqa: E402
 from backend.bank import companion_path  # noqa: E402
 from backend.teacher_labels import teacher_path  # noqa: E402
-from backend.training import TrainConfig, train  # noqa: E402
+from backend.training import TrainConfig, train, with_bins  # noqa: E402
 
 KINDS = (HASH_BANK, SINGLE_COST)
 
@@ -85,6 +86,12 @@ def subset_dataset(source: Path, n_train: int, folder: Path, unlabelled: bool = 
     return folder
 
 
+def same_bins(configs: dict) -> dict:
+    """Every model keyed with the bins the hash bank's `--bins auto` chooses, so that all read one bucket store."""
+    bins = with_bins(configs[HASH_BANK])[0].bins
+    return {name: dataclasses.replace(config, bins=bins) for name, config in configs.items()}
+
+
 def run_size(source: Path, n_train: int, out: Path, steps, minutes) -> dict:
     folder = out / f"views_{n_train}"
     data = subset_dataset(source, n_train, folder / "dataset")
@@ -93,6 +100,7 @@ def run_size(source: Path, n_train: int, out: Path, steps, minutes) -> dict:
                                  out=str(bank_path if kind == HASH_BANK else
                                          companion_path(bank_path, companion_suffix(kind))))
                for kind in KINDS}
+    configs = same_bins(configs)
     dataset, config = open_dataset(data), configs[HASH_BANK]
     bank_path.parent.mkdir(parents=True, exist_ok=True)
     BucketStore.beside(bank_path, dataset, config.tile_size, config.bins,
@@ -148,6 +156,7 @@ def run_size_teacher(source: Path, n_train: int, out: Path, args) -> dict:
         configs[kind] = TrainConfig(out=str(bank_path if kind == HASH_BANK else
                                             companion_path(bank_path, companion_suffix(kind))),
                                     kind=kind, teacher=str(teacher), steps=args.steps, minutes=args.minutes, **common)
+    configs = same_bins(configs)
     dataset = open_dataset(data)
     bank_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()

@@ -95,7 +95,7 @@ CASES = {
     "train batch zero": (changed(TRAIN, "--batch", "0"), "positive"),
     "train widths zero": (changed(TRAIN, "--widths", "32,0"), "positive"),
     "train widths not numbers": (changed(TRAIN, "--widths", "wide"), "comma-separated"),
-    "train bins absurd": (changed(TRAIN, "--bins", "40"), "bins 40"),
+    "train bins absurd": (changed(TRAIN, "--bins", "40"), "--bins"),
     "train tile size zero": (changed(TRAIN, "--tile-size", "0"), "--tile-size"),
     "train eval interval zero": (changed(TRAIN, "--eval-every", "0"), "positive"),
     "train patience negative": (changed(TRAIN, "--patience", "-1"), "--patience"),

@@ -77,6 +77,11 @@ def test_multiply_adds():
 @pytest.mark.slow
 def test_neural_texture_teacher_labels_and_folds_into_the_students(suzanne_dataset, tmp_path):
     from backend.bank import companion_path
+    from backend.bin_choice import CANDIDATES, MAX_UNSEEN_SHARE
+    from backend.dataset import open_dataset
+    from backend.evaluation import load_views
+    from backend.learning_rates import FROM_SCRATCH_LR_SCALE, WARM_START_LR_SCALE
+    from backend.report import unseen_share
     from backend.report import write_report
     from backend.teacher_labels import teacher_path
     from backend.training import TrainConfig, train
@@ -88,8 +93,19 @@ def test_neural_texture_teacher_labels_and_folds_into_the_students(suzanne_datas
     teacher = load_bank(teacher_path(out))
     assert teacher.kind == "neural_texture" and teacher.layers == [N_FEATURES + 4, 16, 16, 3]
     assert teacher.texture.shape == (4, 16, 16) and np.abs(teacher.texture).max() > 0  # the texels learned
-    provenance = load_bank(result.bank_path).provenance
+    lr = TrainConfig.lr
+    assert teacher.provenance["learning_rate"] == pytest.approx(lr * FROM_SCRATCH_LR_SCALE["neural_texture"])
+    bank = load_bank(result.bank_path)
+    provenance = bank.provenance
     assert provenance["teacher_kind"] == "neural_texture" and provenance["warm_start_how"] == "fold"
+    # bins "auto": the choice predicted, from the G-buffers alone, the keys that training gave a network.
+    dataset = open_dataset(suzanne_dataset)
+    chosen = provenance["bins_chosen"]
+    assert chosen["bins"] == bank.bins == provenance["bins"]
+    val_views = load_views(dataset, dataset.indices("val"))
+    assert chosen["unseen_share"][str(bank.bins)] == pytest.approx(unseen_share(bank, val_views))
+    assert all(chosen["unseen_share"][str(b)] > MAX_UNSEEN_SHARE for b in CANDIDATES if b > bank.bins)
+    assert provenance["learning_rate"] == pytest.approx(lr * WARM_START_LR_SCALE["hash_bank"])
     assert provenance["teacher_pixels"] > 0
     # A baseline beside the bank shares its teacher (no second one is trained) and folds it too.
     baseline = companion_path(out, ".single_cost.nfbank")
@@ -97,11 +113,13 @@ def test_neural_texture_teacher_labels_and_folds_into_the_students(suzanne_datas
     train(TrainConfig(out=str(baseline), kind="single_cost", **fast))
     assert teacher_path(baseline) == teacher_path(out) and teacher_path(out).stat().st_mtime_ns == before
     assert load_bank(baseline).provenance["warm_start_how"] == "fold"
+    assert load_bank(baseline).provenance["learning_rate"] == pytest.approx(lr * WARM_START_LR_SCALE["single_cost"])
     # --random-start: the teacher still labels the unlabelled views, but no network starts from it.
     random_start = train(TrainConfig(out=str(tmp_path / "random.nfbank"), warm_start=False, teacher=str(teacher_path(out)),
                                      **fast))
     provenance = load_bank(random_start.bank_path).provenance
     assert not provenance["warm_start"] and provenance["warm_start_how"] is None and provenance["teacher_pixels"] > 0
+    assert provenance["learning_rate"] == pytest.approx(lr * FROM_SCRATCH_LR_SCALE["hash_bank"])
     metrics = write_report(out, suzanne_dataset, tmp_path / "report")
     assert metrics["models"]["teacher"]["kind"] == "neural_texture"
     assert metrics["models"]["teacher"]["multiply_adds_per_pixel_light"] == multiply_adds([27, 16, 16, 3], 4)

@@ -263,8 +263,8 @@ def test_combined_targets_train_from_a_store_of_their_own(suzanne_dataset, tmp_p
                                teacher=None, per_light_targets=False))
     bank = load_bank(result.bank_path)
     assert bank.provenance["per_light_targets"] is False
-    assert (tmp_path / "buckets" / "tile16_bins4_summed" / "index.json").exists()
-    assert not (tmp_path / "buckets" / "tile16_bins4").exists()
+    assert (tmp_path / "buckets" / f"tile16_bins{bank.bins}_summed" / "index.json").exists()
+    assert not (tmp_path / "buckets" / f"tile16_bins{bank.bins}").exists()
 
 
 def test_patience_stops_a_run_whose_validation_no_longer_improves(suzanne_dataset, tmp_path):

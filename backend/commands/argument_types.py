@@ -30,6 +30,18 @@ def positive_float(text: str) -> float:
     return value
 
 
+def bins_or_auto(text: str) -> int | str:
+    """UV bins per axis of the tile key (1..MAX_BINS), or auto."""
+    from backend.hashing import MAX_BINS
+
+    if text == "auto":
+        return text
+    value = _number(text, int)
+    if not 1 <= value <= MAX_BINS:
+        raise argparse.ArgumentTypeError(f"{text!r} must be auto or 1..{MAX_BINS}")
+    return value
+
+
 def port_number(text: str) -> int:
     value = _number(text, int)
     if not 0 <= value <= MAX_PORT:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from backend.commands.argument_types import non_negative_int, positive_float, positive_int, torch_device
+from backend.commands.argument_types import bins_or_auto, non_negative_int, positive_float, positive_int, torch_device
 from backend.bank import companion_path
 from backend.commands.generate import cluster_address
 from backend.hashing import MAX_BINS
@@ -33,7 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint next to --out")
     parser.add_argument("--overwrite", action="store_true", help="replace --out even if it is not a weight bank")
     parser.add_argument("--widths", type=widths, default=(32, 32), help="hidden layer widths (default 32,32)")
-    parser.add_argument("--lr", type=positive_float, default=5e-3)
+    parser.add_argument("--lr", type=positive_float, default=5e-3,
+                        help="peak learning rate of a hash bank (default 5e-3); each other kind, and a network "
+                             "that starts from the teacher, scales it by its own measured factor "
+                             "(backend/learning_rates.py)")
     parser.add_argument("--batch", type=positive_int, default=256, help="pixels per bucket per step (default 256)")
     parser.add_argument("--checkpoint-every", type=positive_int, default=200, help="steps between checkpoints")
     parser.add_argument("--eval-every", type=positive_int, default=100, help="steps between validation renders")
@@ -73,8 +76,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="learn the ground truth summed over each view's lights (one target per pixel) instead "
                              "of each light's own (one target per pixel and light)")
     parser.add_argument("--tile-size", type=positive_int, default=16)
-    parser.add_argument("--bins", type=int, default=TrainConfig.bins,
-                        help=f"UV bins per axis of the tile key (default {TrainConfig.bins}, at most {MAX_BINS})")
+    parser.add_argument("--bins", type=bins_or_auto, default=TrainConfig.bins,
+                        help=f"UV bins per axis of the tile key, 1..{MAX_BINS} (default auto: the most that the "
+                             "training views fill, so that at most 5%% of the validation views' tiles lack a network; "
+                             "backend/bin_choice.py)")
     parser.add_argument("--halo", type=int, default=TrainConfig.halo, metavar="PX",
                         help=f"pixels each specialist also learns from its neighbouring tiles, along their common "
                              f"border, so that neighbours agree there (default {TrainConfig.halo}; 0: none)")
