@@ -291,7 +291,7 @@ def aims(results: dict, primary: str = HASH_BANK) -> list[dict]:
     if SINGLE_COST in test:
         gain = bank["psnr"] - test[SINGLE_COST]["psnr"]
         out.append({"aim": f"hash bank >= single_cost + {AIM_GAIN_DB:.1f} dB test PSNR", "value": round(gain, 3),
-                    "met": gain >= AIM_GAIN_DB})
+                    "unit": "dB", "met": gain >= AIM_GAIN_DB})
         better = bank["ssim"] > test[SINGLE_COST]["ssim"] and bank["flip"] < test[SINGLE_COST]["flip"]
         out.append({"aim": "hash bank better than single_cost in SSIM and FLIP too", "value": better, "met": better})
     out.append(best_aim)
@@ -299,6 +299,14 @@ def aims(results: dict, primary: str = HASH_BANK) -> list[dict]:
     out.append({"aim": f"seam step ratio <= {AIM_SEAM_STEP_RATIO}", "value": ratio,
                 "met": ratio is not None and ratio <= AIM_SEAM_STEP_RATIO})
     return out
+
+
+def aim_value_text(aim: dict) -> str:
+    """An aim's measured value as the report and the terminal show it: a gain signed, with its unit."""
+    value = aim["value"]
+    if isinstance(value, float):
+        return f"{value:+.2f} {aim['unit']}" if aim.get("unit") else f"{value:.2f}"
+    return str(value)
 
 
 def _view_pictures(work: Path, view: View, frame: np.ndarray, error: np.ndarray, scores: dict) -> dict:
@@ -390,7 +398,7 @@ def _html(m: dict) -> str:
         measured = ", ".join(f"{mode} {psnr:.2f} dB" for mode, psnr in m["fallback"]["val_psnr_by_mode"].items())
         keys_note = (f"<p>Tiles with keys unseen in training: {unseen}. Their fallback: "
                      f"<b>{esc(m['fallback']['mode'])}</b>, chosen on the validation views ({esc(measured)}).</p>")
-    aims_rows = "".join(f"<tr><td>{esc(a['aim'])}</td><td>{esc(str(a['value']))}</td>"
+    aims_rows = "".join(f"<tr><td>{esc(a['aim'])}</td><td>{esc(aim_value_text(a))}</td>"
                         f"<td>{'met' if a['met'] else '<b>not met</b>'}</td></tr>" for a in m["headline"].get("aims", []))
     given = "".join(f"<tr><td>{esc(name)}</td><td>{esc(DESCRIPTIONS.get(name, ''))}</td>"
                     f"<td>{esc(_given(r['provenance']))}</td></tr>" for name, r in m["models"].items())

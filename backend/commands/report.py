@@ -13,6 +13,8 @@ def add_arguments(parser) -> None:
 
 
 def headline_lines(metrics: dict) -> list[str]:
+    from backend.report import aim_value_text
+
     h, t = metrics["headline"], metrics["timing"]
     lines = [f"test PSNR (face pixels): {h['model'].replace('_', ' ')} {h['test_psnr']:.2f} dB"]
     lines += [f"  baseline {name.removeprefix('test_psnr_')}: {value:.2f} dB"
@@ -24,9 +26,7 @@ def headline_lines(metrics: dict) -> list[str]:
     keys = [] if unseen is None else [f"unseen tile keys on test views: {100 * unseen:.1f}%"]
     lines.append("; ".join([*keys, *seams]) + " (1 = no seams)")
     for aim in h.get("aims", []):
-        value = aim["value"]
-        shown = f"{value:+.2f}" if isinstance(value, float) else str(value)
-        lines.append(f"aim {'met' if aim['met'] else 'NOT met'}: {aim['aim']} (measured {shown})")
+        lines.append(f"aim {'met' if aim['met'] else 'NOT met'}: {aim['aim']} (measured {aim_value_text(aim)})")
     lines.append(f"neural {t['neural_ms_per_frame']:.1f} ms/frame vs Cycles {t['cycles_s_per_frame']:.2f} s/frame "
                  f"at {t['resolution'][0]}x{t['resolution'][1]}: {t['ratio_cycles_over_neural']:.0f}x faster")
     return lines
