@@ -365,6 +365,12 @@ def _given(provenance: dict) -> str:
         parts.append(f"started from {provenance.get('warm_start_from') or 'the teacher'} ({how})")
     else:
         parts.append("random start")
+    if provenance.get("learning_rate"):
+        parts.append(f"peak learning rate {provenance['learning_rate']:.2g}")
+    chosen = provenance.get("bins_chosen")
+    if chosen and provenance.get("model") == HASH_BANK:
+        shares = ", ".join(f"{b}: {100 * share:.1f}%" for b, share in chosen["unseen_share"].items())
+        parts.append(f"{chosen['bins']} UV bins chosen from the data (validation tiles without a network: {shares})")
     if provenance.get("networks_stopped_on_own_pixels"):
         parts.append(f"{provenance['networks_stopped_on_own_pixels']} networks stopped early on their own validation "
                      "pixels")

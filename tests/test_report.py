@@ -43,6 +43,7 @@ def test_report_has_every_part(trained, suzanne_dataset, tmp_path, capsys):
     assert timing["neural_ms_per_frame"] > 0 and timing["ratio_cycles_over_neural"] > 0
     assert timing["resolution"] == [64, 64]
     html = (out / "index.html").read_text()
+    assert "peak learning rate" in html and "UV bins chosen from the data" in html  # what each model was given
     images = re.findall(r"src='([^']+)'", html)
     assert len(metrics["views"]) >= 1 and len(images) >= 4 * len(metrics["views"]) + 4
     assert all((out / name).is_file() for name in images)
