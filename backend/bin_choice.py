@@ -16,7 +16,6 @@ counted as training counts them), not a trained model, and it is cached beside t
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from backend.atomic import write_text_atomic
-from backend.buckets import fingerprint
+from backend.buckets import MIN_BUCKET_SHARE, bucket_threshold, fingerprint
 from backend.hashing import gbuffer_tile_keys, pixel_tile_map
 
 # At most 4: on the example face 5 and 6 bins fill as well (1.6% and 5.5% unseen) but gain no more
@@ -41,15 +40,15 @@ class BinChoice:
 
 
 def choose_bins(dataset, train_ids, val_ids, tile_size: int, per_light: bool, min_bucket_pixels: int | None,
-                min_share: float, cache: Path | None = None) -> BinChoice:
+                cache: Path | None = None) -> BinChoice:
     """The bins of `dataset` for networks trained on the views `train_ids` (the labelled training
-    views and those the teacher labels) and judged on `val_ids`. A key needs `min_bucket_pixels`
-    training records for a network of its own, or `min_share` of them all when that is None; a
-    record is a covered pixel under one light (`per_light`) or under all of them."""
+    views and those the teacher labels) and judged on `val_ids`. A key needs
+    `buckets.bucket_threshold(min_bucket_pixels, ...)` training records for a network of its own, as
+    in training; a record is a covered pixel under one light (`per_light`) or under all of them."""
     identity = {"dataset": str(Path(dataset.root).resolve()), "tile_size": tile_size, "per_light": per_light,
                 "train": fingerprint([dataset.record(i) for i in train_ids]),
                 "val": fingerprint([dataset.record(i) for i in val_ids]),
-                "min_bucket_pixels": min_bucket_pixels, "min_share": min_share,
+                "min_bucket_pixels": min_bucket_pixels, "min_share": MIN_BUCKET_SHARE,
                 "candidates": list(CANDIDATES), "max_unseen_share": MAX_UNSEEN_SHARE}
     if cache is not None:
         try:
@@ -72,7 +71,7 @@ def choose_bins(dataset, train_ids, val_ids, tile_size: int, per_light: bool, mi
                                   tile_size)[covered]
             for key, n in zip(*np.unique(keys, return_counts=True)):
                 counts[bins][int(key)] += int(n) * weight
-    threshold = min_bucket_pixels if min_bucket_pixels is not None else max(1, math.ceil(min_share * total))
+    threshold = bucket_threshold(min_bucket_pixels, total)
     seen = {bins: {key for key, n in counts[bins].items() if n >= threshold} for bins in CANDIDATES}
     unseen = {bins: [0, 0] for bins in CANDIDATES}
     for i in val_ids:

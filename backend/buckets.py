@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,6 +166,17 @@ def merge(parts: list[PixelRecords]) -> PixelRecords:
         target=np.concatenate([p.target for p in parts])[order],
         borrowed=np.concatenate([p.borrowed for p in parts])[order],
     )
+
+
+MIN_BUCKET_SHARE = 0.0025  # default share of the training records a key needs for a network of its own
+
+
+def bucket_threshold(min_bucket_pixels: int | None, total_records: int) -> int:
+    """Training records a key needs for a network of its own: `min_bucket_pixels`, or when that is
+    None MIN_BUCKET_SHARE of all of them (the rarer keys use the bank's fallback)."""
+    if min_bucket_pixels is not None:
+        return min_bucket_pixels
+    return max(1, math.ceil(MIN_BUCKET_SHARE * total_records))
 
 
 def fingerprint(value) -> str:

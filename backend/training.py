@@ -32,7 +32,7 @@ from backend.bank import (FALLBACK_MODES, OUTPUT_ACTIVATIONS, SHARED_SLOT_KEY, B
                           make_bank, make_meta, save_bank, slot_size)
 from backend.bin_choice import BinChoice, choose_bins
 from backend.bucket_selection import select_specialists
-from backend.buckets import Buckets, BucketStore, merge
+from backend.buckets import Buckets, BucketStore, bucket_threshold, merge
 from backend.dataset import open_dataset
 from backend.errors import DatasetError, UserError
 from backend.early_stopping import NetworkBests
@@ -52,7 +52,6 @@ from backend.warm_start import warm_start
 LOSS_SPACES = ("log", "tonemap", "linear")
 LOG_EPS = 1e-3  # radiance floor of the log loss: below it, errors are invisible on a display
 DEFAULT_STEPS = 2000
-MIN_BUCKET_SHARE = 0.0025  # default share of the training pixels a key needs for a network of its own
 HALO = 4  # px a specialist borrows from each neighbouring tile (docs/training.md, "Tile seams: the halo")
 MIN_PSNR_GAIN = 0.05  # dB an evaluation must gain to count as an improvement for early stopping
 
@@ -215,9 +214,7 @@ def same_params_width(config: TrainConfig, total_params: int) -> int:
 
 
 def min_bucket_pixels(config: TrainConfig, total_pixels: int) -> int:
-    if config.min_bucket_pixels is not None:
-        return config.min_bucket_pixels
-    return max(1, math.ceil(MIN_BUCKET_SHARE * total_pixels))
+    return bucket_threshold(config.min_bucket_pixels, total_pixels)
 
 
 def build_problem(buckets: Buckets, config: TrainConfig, radii: FilterRadii,
@@ -596,8 +593,7 @@ def with_bins(config: TrainConfig) -> tuple[TrainConfig, BinChoice | None]:
     train_ids, val_ids = _splits(dataset)
     taught = dataset.indices("unlabelled") if config.teacher is not None else []
     choice = choose_bins(dataset, train_ids + taught, val_ids, config.tile_size, config.per_light_targets,
-                         config.min_bucket_pixels, MIN_BUCKET_SHARE,
-                         cache=Path(config.out).parent / "buckets" / "bin_choice.json")
+                         config.min_bucket_pixels, cache=Path(config.out).parent / "buckets" / "bin_choice.json")
     return dataclasses.replace(config, bins=choice.bins), choice
 
 

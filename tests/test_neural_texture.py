@@ -81,8 +81,7 @@ def test_neural_texture_teacher_labels_and_folds_into_the_students(suzanne_datas
     from backend.dataset import open_dataset
     from backend.evaluation import load_views
     from backend.learning_rates import FROM_SCRATCH_LR_SCALE, WARM_START_LR_SCALE
-    from backend.report import unseen_share
-    from backend.report import write_report
+    from backend.report import unseen_share, write_report
     from backend.teacher_labels import teacher_path
     from backend.training import TrainConfig, train
 
