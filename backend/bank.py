@@ -23,8 +23,10 @@ from backend.model_kinds import BANK_KINDS, HASH_BANK, NEURAL_TEXTURE, SINGLE_NE
 from backend.prefilter import FilterRadii
 
 BANK_FORMAT = "neural-face-bank"
-BANK_VERSION = 3  # the newest version this code writes (neural_texture banks); it reads READABLE_VERSIONS
-READABLE_VERSIONS = (2, 3)  # 3 = 2 + kind neural_texture and its `texture` tensor; other kinds are still written as 2
+BANK_VERSION = 4  # the newest version this code writes (border-blended banks); it reads READABLE_VERSIONS
+# 3 = 2 + kind neural_texture and its `texture` tensor; 4 = 3 + `border_blend` (gbuffer.md section 4b).
+# A bank is written at the lowest version that holds it, so older readers still read what they can render.
+READABLE_VERSIONS = (2, 3, 4)
 METADATA_KEY = "neural_face"
 SLOT_BYTES_LIMIT = 32768  # one network in the kernel's shared memory
 FALLBACK_MODES = ("nearest_key", "shared_network")
@@ -53,6 +55,12 @@ class Bank:
     @property
     def bins(self) -> int:
         return int(self.meta["bins"])
+
+    @property
+    def border_blend(self) -> int:
+        """Pixels from a tile's edge over which its network is mixed with its neighbour's (gbuffer.md
+        section 4b); 0 (no blend) for banks before version 4."""
+        return int(self.meta.get("border_blend", 0))
 
     @property
     def output_activation(self) -> str:
@@ -211,15 +219,16 @@ def build_lut(slot_keys, slot_pixels, bins: int, fallback: str, shared_slot: int
 
 def make_meta(layers, slot_keys, slot_pixels, *, tile_size=16, bins=8, output_activation="exp",
               weights_dtype="float32", fallback="nearest_key", shared_slot=None, kind=HASH_BANK,
-              filter_radii: FilterRadii | None = None, provenance=None, texture: dict | None = None) -> dict:
+              filter_radii: FilterRadii | None = None, provenance=None, texture: dict | None = None,
+              border_blend: int = 0) -> dict:
     """The metadata dict of bank.md with this code's format, version and feature names.
 
     filter_radii default to those of an object of bounding radius 1 (random test banks).
-    texture ({"channels": C, "resolution": R}) only for kind neural_texture.
+    texture ({"channels": C, "resolution": R}) only for kind neural_texture; border_blend in pixels.
     """
     meta = {
         "format": BANK_FORMAT,
-        "version": BANK_VERSION if kind == NEURAL_TEXTURE else 2,
+        "version": 4 if border_blend else 3 if kind == NEURAL_TEXTURE else 2,
         "feature_spec_version": FEATURE_SPEC_VERSION,
         "feature_names": list(FEATURE_NAMES),
         "filter_radii": (filter_radii or FilterRadii.for_object(1.0)).to_json(),
@@ -237,6 +246,8 @@ def make_meta(layers, slot_keys, slot_pixels, *, tile_size=16, bins=8, output_ac
     }
     if texture is not None:
         meta["texture"] = {"channels": int(texture["channels"]), "resolution": int(texture["resolution"])}
+    if border_blend:
+        meta["border_blend"] = int(border_blend)
     return meta
 
 
@@ -251,7 +262,7 @@ def make_bank(slots, feature_mean, feature_std, meta: dict, texture: np.ndarray 
 
 
 def random_bank(seed: int, keys, layers, bins: int = 8, tile_size: int = 16, output_activation: str = "exp",
-                fallback: str = "nearest_key", weights_dtype: str = "float32") -> Bank:
+                fallback: str = "nearest_key", weights_dtype: str = "float32", border_blend: int = 0) -> Bank:
     """A bank of random but sane networks (He-initialised, outputs of order 0.1..1) for tests."""
     rng = np.random.default_rng(seed)
     keys = [int(k) for k in keys]
@@ -267,7 +278,7 @@ def random_bank(seed: int, keys, layers, bins: int = 8, tile_size: int = 16, out
         rows.append(pack(wb))
     meta = make_meta(layers, slot_keys, rng.integers(1, 10000, len(slot_keys)), tile_size=tile_size, bins=bins,
                      output_activation=output_activation, weights_dtype=weights_dtype, fallback=fallback,
-                     shared_slot=shared_slot, provenance={"random_seed": seed})
+                     shared_slot=shared_slot, provenance={"random_seed": seed}, border_blend=border_blend)
     mean = rng.normal(0, 0.2, N_FEATURES).astype(np.float32)
     std = rng.uniform(0.3, 1.0, N_FEATURES).astype(np.float32)
     return make_bank(np.stack(rows), mean, std, meta)
@@ -292,7 +303,7 @@ def check_bank(bank: Bank, source: str = "<memory>") -> None:
         layers, bins, tile_size = bank.layers, bank.bins, bank.tile_size
         activation, dtype, kind = bank.output_activation, bank.weights_dtype, bank.kind
         slot_keys, mode = bank.slot_keys, bank.fallback_mode
-        radii = bank.filter_radii
+        radii, blend = bank.filter_radii, bank.border_blend
     except (KeyError, TypeError, ValueError) as exc:
         fail(f"metadata lacks or garbles {exc}")
     if not all(isinstance(width, int) for width in layers):
@@ -319,6 +330,8 @@ def check_bank(bank: Bank, source: str = "<memory>") -> None:
         fail(f"unknown output activation {activation!r}, weights dtype {dtype!r} or kind {kind!r}")
     if mode not in FALLBACK_MODES:
         fail(f"unknown fallback mode {mode!r}")
+    if not 0 <= blend <= tile_size // 2 or (blend and (kind != HASH_BANK or meta.get("version", 0) < 4)):
+        fail(f"border blend {blend} px: a hash bank (version 4) blends 0..{tile_size // 2} px")
     if not all(np.isfinite(r) and r > 0 for r in (*radii.visibility, radii.albedo)):
         fail(f"filter radii {radii} must be positive")
     if kind in (SINGLE_NETWORK, NEURAL_TEXTURE) and (len(slot_keys) != 1 or mode != "shared_network"):

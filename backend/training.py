@@ -53,6 +53,8 @@ LOSS_SPACES = ("log", "tonemap", "linear")
 LOG_EPS = 1e-3  # radiance floor of the log loss: below it, errors are invisible on a display
 DEFAULT_STEPS = 2000
 HALO = 4  # px a specialist borrows from each neighbouring tile (docs/training.md, "Tile seams: the halo")
+BORDER_BLEND = 1  # px over which neighbouring specialists are mixed when shading (docs/training.md, "Tile
+# seams: the border blend"; gbuffer.md section 4b)
 MIN_PSNR_GAIN = 0.05  # dB an evaluation must gain to count as an improvement for early stopping
 
 
@@ -99,6 +101,8 @@ class TrainConfig:
     # whole budget")
     halo: int = HALO  # px: a specialist also learns its neighbouring tiles' pixels this close to their common
     # border, so that neighbours agree there (backend/buckets.py; docs/training.md, "Tile seams: the halo")
+    border_blend: int = BORDER_BLEND  # px: a pixel this close to its tile's edge mixes in the neighbouring
+    # tile's network, weighted linearly to 1/2 on the edge (hash banks only; 0: off; gbuffer.md section 4b)
     local_frames: bool = True  # each specialist trains on its inputs normalised over its own bucket, folded into
     # its first layer in the bank (backend/local_frames.py; docs/training.md, "Local input frames")
 
@@ -124,6 +128,8 @@ class TrainConfig:
             problems.append("widths, batch, checkpoint and evaluation intervals must be positive")
         if not 0 <= self.halo < self.tile_size:
             problems.append(f"halo {self.halo} (0..{self.tile_size - 1} pixels)")
+        if not 0 <= self.border_blend <= self.tile_size // 2:
+            problems.append(f"border blend {self.border_blend} (0..{self.tile_size // 2} pixels)")
         if self.bins != "auto" and not (isinstance(self.bins, int) and 1 <= self.bins <= MAX_BINS) or self.tile_size < 1:
             problems.append(f"bins {self.bins} (1..{MAX_BINS}) or tile size {self.tile_size}")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
@@ -146,6 +152,7 @@ class TrainConfig:
                  if k not in ("steps", "minutes", "device", "resume", "checkpoint_every", "patience", "out")}
         if self.kind != HASH_BANK:
             del fixed["halo"]  # only specialists learn borrowed pixels: a teacher serves banks of any halo
+            del fixed["border_blend"]  # and only they are mixed at tile edges
             del fixed["local_frames"]
             del fixed["bins"]  # one network for every key
         fixed["lr_scales"] = lr_scales(self.kind)
@@ -300,7 +307,8 @@ def to_bank(model, problem: Problem, config: TrainConfig, fallback: str, provena
                      output_activation=config.output_activation, fallback=fallback, shared_slot=shared,
                      kind=kind, filter_radii=problem.filter_radii, provenance=provenance,
                      texture=None if kind != NEURAL_TEXTURE else
-                     {"channels": config.texture_channels, "resolution": config.texture_resolution})
+                     {"channels": config.texture_channels, "resolution": config.texture_resolution},
+                     border_blend=config.border_blend if kind == HASH_BANK else 0)
     return make_bank(rows, problem.feature_mean, problem.feature_std, meta,
                      model.texture_array() if kind == NEURAL_TEXTURE else None)
 

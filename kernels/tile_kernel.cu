@@ -6,9 +6,10 @@
 // its pixel's 23 features per light (18 straight from the G-buffer planes, 5 read from the
 // pre-filtered planes the host made, backend/prefilter.py), (5) runs the MLP with its
 // activations in registers, weights broadcast from shared memory, and (6) sums the lights and
-// writes linear RGB plus alpha over the background. No pixel reads a neighbour: what subsurface
-// scattering brings from around the pixel is in the pre-filtered planes, and the only sync is
-// inside the block.
+// writes linear RGB plus alpha over the background. No pixel reads a neighbour's shading inputs:
+// what subsurface scattering brings from around the pixel is in the pre-filtered planes, and the
+// only sync is inside the block. With a border blend (NF_BLEND) the block also ORs its eight
+// neighbouring tiles' keys, and its edge pixels run those tiles' networks on their own features.
 //
 // The bank's shape is fixed at compile time (backend/kernel_build.py passes it), so every layer
 // loop unrolls and activations stay in registers:
@@ -19,6 +20,10 @@
 //   NF_WEIGHTS_HALF    1: weights stored and loaded as fp16 (math stays fp32)
 //   NF_MIN_BLOCKS      resident blocks per SM asked of ptxas; 1 lets widths up to 64 stay in
 //                      registers without spills on sm_75..sm_90 (2 halves the register budget)
+//   NF_BLEND           border blend in pixels (gbuffer.md section 4b; 0: off): a pixel this close to
+//                      its tile's edge also runs the neighbouring tile's network and mixes the two,
+//                      so neighbouring specialists meet without a step. Those networks are read
+//                      from global memory (L1/L2), not shared: only edge pixels need them.
 //
 // The same file compiles for the CPU through kernels/cuda_emu.h (kernels/emulator.cpp).
 
@@ -47,6 +52,9 @@
 #endif
 #ifndef NF_MIN_BLOCKS
 #define NF_MIN_BLOCKS 1
+#endif
+#ifndef NF_BLEND
+#define NF_BLEND 0
 #endif
 
 namespace nf {
@@ -141,6 +149,13 @@ __device__ __forceinline__ int uv_bin(float t) {
     return min(static_cast<int>(floorf(clamped * static_cast<float>(NF_BINS))), NF_BINS - 1);
 }
 
+// Border blend (gbuffer.md section 4b): the weight of the neighbouring tile before (side 0) or after
+// (side 1) along one axis, for in-tile coordinate c; 1/2 on the edge itself, 0 from NF_BLEND px in.
+__device__ __forceinline__ float blend_weight(int c, int side) {
+    const float distance = side == 0 ? static_cast<float>(c) + 0.5f : static_cast<float>(NF_TILE - c) - 0.5f;
+    return fmaxf(0.0f, 0.5f * (1.0f - distance / static_cast<float>(NF_BLEND)));
+}
+
 // The 23 features of gbuffer.md section 2 for the pixel at g (plane stride plane_size) and light k,
 // whose pre-filtered planes start at f, and the factor rgb * P / (4 pi^2 d^2) its network output is
 // multiplied by.
@@ -206,14 +221,30 @@ nf_tile_kernel(const float* __restrict__ planes, const float* __restrict__ filte
     const size_t pixel = static_cast<size_t>(py) * width + px;
     const float* g = planes + pixel;
 
-    // 1. Tile key: OR of the covered pixels' u and v bin bits.
+    // 1. Tile key: OR of the covered pixels' u and v bin bits (with NF_BLEND, the 8 neighbouring
+    // tiles' keys too, neighbour n = 3 (dy + 1) + dx + 1; 0 outside the frame).
     if (tid == 0) s_key = 0;
+#if NF_BLEND
+    __shared__ int s_neighbour_key[9];
+    if (tid < 9) s_neighbour_key[tid] = 0;
+#endif
     __syncthreads();
     const bool covered = inside && __ldg(g) > 0.5f;
     if (covered) {
         const int bits = (1 << uv_bin(__ldg(g + plane_size))) | (1 << (NF_BINS + uv_bin(__ldg(g + 2 * plane_size))));
         atomicOr(&s_key, bits);
     }
+#if NF_BLEND
+    for (int n = 0; n < 9; ++n) {
+        const int qx = px + (n % 3 - 1) * NF_TILE, qy = py + (n / 3 - 1) * NF_TILE;  // this thread's pixel there
+        if (n == 4 || qx < 0 || qy < 0 || qx >= width || qy >= height) continue;
+        const float* q = planes + static_cast<size_t>(qy) * width + qx;
+        if (__ldg(q) > 0.5f) {
+            atomicOr(&s_neighbour_key[n], (1 << uv_bin(__ldg(q + plane_size))) |
+                                              (1 << (NF_BINS + uv_bin(__ldg(q + 2 * plane_size)))));
+        }
+    }
+#endif
     __syncthreads();
     const int key = s_key;
 
@@ -245,6 +276,30 @@ nf_tile_kernel(const float* __restrict__ planes, const float* __restrict__ filte
         return;
     }
 
+#if NF_BLEND
+    // The neighbours whose network this pixel mixes in. With a band of at most half a tile a pixel is
+    // near one edge per axis at most, so three neighbours at most: across its x edge (a), its y edge
+    // (b) and their corner (c), each weighted by the product of the two axes' weights. A neighbour
+    // that is empty, outside the frame or of the same slot mixes nothing in; what the neighbours do
+    // not take stays with this tile's network.
+    const int ix = tid % NF_TILE, iy = tid / NF_TILE;
+    const int side_x = ix < NF_TILE / 2 ? 0 : 1, side_y = iy < NF_TILE / 2 ? 0 : 1;
+    const float edge_x = blend_weight(ix, side_x), edge_y = blend_weight(iy, side_y);
+    const int dx = 2 * side_x - 1, dy = 2 * side_y - 1;
+    auto neighbour = [&](int n_dy, int n_dx, float weight, int& other_slot) {
+        const int neighbour_key = s_neighbour_key[3 * (n_dy + 1) + n_dx + 1];
+        const int other = neighbour_key == 0 ? -1 : __ldg(lut + neighbour_key);
+        const bool used = weight > 0.0f && other >= 0 && other != slot;
+        other_slot = used ? other : -1;
+        return used ? weight : 0.0f;
+    };
+    int slot_a, slot_b, slot_c;
+    const float weight_a = neighbour(0, dx, (1.0f - edge_y) * edge_x, slot_a);
+    const float weight_b = neighbour(dy, 0, edge_y * (1.0f - edge_x), slot_b);
+    const float weight_c = neighbour(dy, dx, edge_y * edge_x, slot_c);
+    const float own_weight = 1.0f - weight_a - weight_b - weight_c;
+#endif
+
     // 4-6. Features per light (a further light re-reads the pixel's planes from L1), MLP, sum over lights.
     float radiance[3] = {0.0f, 0.0f, 0.0f};
     for (int k = 0; k < n_lights; ++k) {
@@ -256,6 +311,20 @@ nf_tile_kernel(const float* __restrict__ planes, const float* __restrict__ filte
         for (int j = 0; j < kFeatures; ++j) x[j] = (x[j] - s_mean[j]) / s_std[j];
         float f[3];
         mlp<NF_LAYERS>(s_weights, x, f);
+#if NF_BLEND
+#pragma unroll
+        for (int c = 0; c < 3; ++c) f[c] *= own_weight;
+#pragma unroll 1
+        for (int m = 0; m < 3; ++m) {  // not unrolled: one more copy of the MLP's code, not three
+            const int other = m == 0 ? slot_a : m == 1 ? slot_b : slot_c;
+            const float weight = m == 0 ? weight_a : m == 1 ? weight_b : weight_c;
+            if (other < 0) continue;
+            float f_other[3];
+            mlp<NF_LAYERS>(slots + static_cast<size_t>(other) * kSlotStride, x, f_other);
+#pragma unroll
+            for (int c = 0; c < 3; ++c) f[c] = fmaf(weight, f_other[c], f[c]);
+        }
+#endif
 #pragma unroll
         for (int c = 0; c < 3; ++c) radiance[c] += factor[c] * f[c];
     }

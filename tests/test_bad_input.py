@@ -96,6 +96,7 @@ CASES = {
     "train widths zero": (changed(TRAIN, "--widths", "32,0"), "positive"),
     "train widths not numbers": (changed(TRAIN, "--widths", "wide"), "comma-separated"),
     "train bins absurd": (changed(TRAIN, "--bins", "40"), "--bins"),
+    "train border blend wider than half a tile": ([*TRAIN, "--border-blend", "9"], "border blend 9 (0..8 pixels)"),
     "train tile size zero": (changed(TRAIN, "--tile-size", "0"), "--tile-size"),
     "train eval interval zero": (changed(TRAIN, "--eval-every", "0"), "positive"),
     "train patience negative": (changed(TRAIN, "--patience", "-1"), "--patience"),

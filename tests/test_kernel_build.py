@@ -9,9 +9,10 @@ import pytest
 from backend.renderers.kernel_build import (STATIC_SHARED_LIMIT, KernelBuildError, KernelConfig, build_cubin,
                                   build_emulator, find_nvcc)
 
-DEFAULT = KernelConfig((23, 32, 32, 3))  # the training default (TrainConfig.widths)
+DEFAULT = KernelConfig((23, 32, 32, 3), border_blend=1)  # the training default (TrainConfig.widths, border_blend)
 CASES = [  # the default shape on every architecture; a 64-wide layer takes ~20 s of ptxas, so once
     *[pytest.param(DEFAULT, arch, id=f"default-{arch}") for arch in ("sm_75", "sm_86", "sm_90")],
+    pytest.param(KernelConfig((23, 32, 32, 3)), "sm_86", id="no-blend-sm_86"),
     pytest.param(KernelConfig((23, 32, 32, 3), output_activation="softplus", weights_half=True), "sm_86",
                  id="fp16-softplus-sm_86"),
     pytest.param(KernelConfig((23, 64, 64, 3)), "sm_90", id="wide-64x64-sm_90", marks=pytest.mark.slow),

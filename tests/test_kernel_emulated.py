@@ -52,6 +52,27 @@ def test_matches_torch_on_random_banks(height, width, n_lights, activation, dtyp
     assert np.abs(frame[g.covered, :3]).max() > 0.01  # real shading, not a frame of zeros
 
 
+@pytest.mark.parametrize("height,width,n_lights,band,dtype", [
+    (64, 64, 2, 1, "float32"),
+    (45, 71, 1, 2, "float16"),  # partial tiles: a neighbour past the frame's edge is not mixed in
+    (64, 64, 3, 8, "float32"),  # the widest band: every pixel of a tile mixes
+])
+def test_border_blend_matches_torch(height, width, n_lights, band, dtype):
+    g = sphere_gbuffer(height, width, n_lights=n_lights, seed=band)
+    bank = random_bank(band, keys_of(g), LAYERS, weights_dtype=dtype, border_blend=band)
+    frame = assert_kernel_matches_torch(bank, g)
+    plain = get_renderer("torch", dataclasses.replace(bank, meta={**bank.meta, "border_blend": 0})).render(g)
+    tile_edge = np.zeros(g.covered.shape, bool)
+    tile_edge[15::16] = tile_edge[16::16] = True
+    tile_edge[:, 15::16] = tile_edge[:, 16::16] = True
+    changed = np.abs(frame[..., :3] - plain[..., :3]).max(-1) > 1e-4
+    assert changed[tile_edge & g.covered].mean() > 0.5  # the networks meet at the edges ...
+    if band < 8:  # ... and only there
+        in_tile_y, in_tile_x = np.indices(g.covered.shape) % 16
+        far = (np.minimum(in_tile_y, 15 - in_tile_y) >= band) & (np.minimum(in_tile_x, 15 - in_tile_x) >= band)
+        assert not changed[far].any()
+
+
 def test_unseen_keys_use_the_fallback_like_torch():
     g = sphere_gbuffer(64, 64, n_lights=2, seed=5)
     keys = keys_of(g)

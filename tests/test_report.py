@@ -39,6 +39,13 @@ def test_report_has_every_part(trained, suzanne_dataset, tmp_path, capsys):
             assert math.isfinite(scores["psnr"]) and 0 < scores["ssim"] <= 1 and 0 <= scores["flip"] <= 1
             assert scores["seam_ratio"] is None or scores["seam_ratio"] > 0
     assert 0 <= metrics["unseen_key_share"]["test"] <= 1
+    # The cost a pixel pays: the hash bank's border blend (trained default 1 px) runs a second network on
+    # some of its edge pixels, at most 3 more on a corner pixel; one network never does.
+    bank = metrics["models"]["hash_bank"]
+    assert 1.0 <= bank["network_evaluations_per_pixel"] <= 4.0
+    assert bank["multiply_adds_per_pixel_light_effective"] == \
+        round(bank["multiply_adds_per_pixel_light"] * bank["network_evaluations_per_pixel"])
+    assert metrics["models"]["single_cost"]["network_evaluations_per_pixel"] == 1.0
     timing = metrics["timing"]
     assert timing["neural_ms_per_frame"] > 0 and timing["ratio_cycles_over_neural"] > 0
     assert timing["resolution"] == [64, 64]

@@ -122,7 +122,7 @@ def test_pixels_are_grouped_by_slot_and_tiles_without_a_slot_stay_black():
     g = sphere_gbuffer(45, 38, n_lights=2, seed=1)
     bank = bank_for(g)
     renderer = create(bank)
-    order, runs = renderer.pixel_order(g)
+    order, runs, _ = renderer.pixel_order(g)
     slot_of_pixel = pixel_tile_map(renderer.tile_slots(g), g.height, g.width, bank.tile_size).reshape(-1)
     assert sorted(order) == list(np.flatnonzero(g.covered))
     assert len({slot for slot, _, _ in runs}) == len(runs) and runs[-1][2] == len(order)

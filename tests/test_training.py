@@ -129,6 +129,9 @@ def test_baselines_same_budget(suzanne_dataset, tmp_path):
     cost, params = (load_bank(companion_path(out, f".{k}.nfbank")) for k in ("single_cost", "single_params"))
     assert cost.kind == params.kind == "single_network" and cost.n_slots == params.n_slots == 1
     assert cost.layers == bank.layers
+    # Only the specialists are mixed at tile edges (a version-4 bank); one network has nothing to mix.
+    assert (bank.border_blend, bank.meta["version"]) == (1, 4)
+    assert cost.border_blend == params.border_blend == 0 and "border_blend" not in cost.meta
     hash_networks = len([k for k in bank.meta["slot_keys"] if k != SHARED_SLOT_KEY]) + 1
     total = hash_networks * slot_size(bank.layers)
     assert slot_size(params.layers) <= total < slot_size([23, params.layers[1] + 1, params.layers[1] + 1, 3])

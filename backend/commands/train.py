@@ -83,6 +83,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--halo", type=int, default=TrainConfig.halo, metavar="PX",
                         help=f"pixels each specialist also learns from its neighbouring tiles, along their common "
                              f"border, so that neighbours agree there (default {TrainConfig.halo}; 0: none)")
+    parser.add_argument("--border-blend", type=int, default=TrainConfig.border_blend, metavar="PX",
+                        help="pixels from a tile's edge over which the hash bank mixes in the neighbouring tile's "
+                             f"network when shading, so that specialists meet without a step (default "
+                             f"{TrainConfig.border_blend}; 0: none)")
     parser.add_argument("--global-frames", action="store_true",
                         help="train every specialist on the bank's global input normalisation instead of its own "
                              "bucket's (the recipe before local frames)")
@@ -99,6 +103,7 @@ def config_from_args(args, kind: str, out) -> TrainConfig:
         checkpoint_every=args.checkpoint_every, eval_every=args.eval_every, patience=args.patience, kind=kind,
         loss_space=args.loss_space, output_activation=args.output_activation, fallback=args.fallback,
         min_bucket_pixels=args.min_bucket_pixels, tile_size=args.tile_size, bins=args.bins, halo=args.halo,
+        border_blend=args.border_blend,
         teacher=None if args.no_teacher else "auto", select_specialists=not args.keep_all_specialists,
         teacher_kind=args.teacher_kind, teacher_widths=None if args.teacher_widths is None else tuple(args.teacher_widths),
         warm_from=args.warm_from, warm_start=not args.random_start, texture_channels=args.texture_channels, texture_resolution=args.texture_resolution,

@@ -40,11 +40,12 @@ class KernelConfig:
     output_activation: str = "exp"
     weights_half: bool = False
     min_blocks_per_sm: int = 1
+    border_blend: int = 0  # px (gbuffer.md section 4b)
 
     @classmethod
     def from_bank(cls, bank, **options) -> "KernelConfig":
         return cls(tuple(bank.layers), bank.tile_size, bank.bins, bank.output_activation,
-                   bank.weights_dtype == "float16", **options)
+                   bank.weights_dtype == "float16", border_blend=bank.border_blend, **options)
 
     @property
     def threads(self) -> int:
@@ -72,6 +73,7 @@ class KernelConfig:
             "NF_SOFTPLUS": "1" if self.output_activation == "softplus" else "0",
             "NF_WEIGHTS_HALF": "1" if self.weights_half else "0",
             "NF_MIN_BLOCKS": str(self.min_blocks_per_sm),
+            "NF_BLEND": str(self.border_blend),
         }
 
     def check_fits(self) -> None:

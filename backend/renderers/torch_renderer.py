@@ -68,7 +68,7 @@ class TorchRenderer:
 
     def _render(self, gbuffer: GBuffer, timings: dict | None) -> np.ndarray:
         lap = _Laps(timings, self.device)
-        order, runs = self.pixel_order(gbuffer)
+        order, runs, slot_grid = self.pixel_order(gbuffer)
         n_lights, count = gbuffer.n_lights, len(order)
         rows = None
         if count:
@@ -84,6 +84,8 @@ class TorchRenderer:
             rows = torch.zeros(count, 4, device=self.device)  # (radiance, 1) per pixel, in `order`
             if shaded:
                 rows[:shaded, :3] = (y * factor[:, :, :shaded]).sum(1).T
+                if self.bank.border_blend:
+                    self._blend_borders(rows, x, factor, order[:shaded], slot_grid, gbuffer.width)
             rows[:, 3] = 1.0
             rows = rows.cpu()
             lap("networks")
@@ -101,9 +103,10 @@ class TorchRenderer:
         lap("composite")
         return frame
 
-    def pixel_order(self, gbuffer: GBuffer) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
-        """(flat indices of every covered pixel, [(slot, start, end), ...]): the shaded tiles' covered
-        pixels ordered by slot, then any covered pixel of a tile without a slot (not shaded).
+    def pixel_order(self, gbuffer: GBuffer) -> tuple[np.ndarray, list[tuple[int, int, int]], np.ndarray]:
+        """(flat indices of every covered pixel, [(slot, start, end), ...], slot of every tile [n_ty, n_tx]
+        (-1: empty)): the shaded tiles' covered pixels ordered by slot, then any covered pixel of a tile
+        without a slot (not shaded).
 
         The tile keys are those of hashing.tile_keys (the same pixel_bits, OR-ed per tile), made
         from the covered pixels only.
@@ -120,6 +123,9 @@ class TorchRenderer:
         bits = pixel_bits(mask[tile_major], gbuffer.planes[1].reshape(-1)[tile_major],
                           gbuffer.planes[2].reshape(-1)[tile_major], bins)
         slots = self.bank.slot_of_keys(np.bitwise_or.reduceat(bits, starts) if len(tiles) else bits).astype(np.int64)
+        slot_grid = np.full(len(index), -1, dtype=np.int64)
+        slot_grid[tiles] = slots
+        slot_grid = slot_grid.reshape(tile_grid(h, w, t))
         by_slot = np.argsort(slots, kind="stable")
         by_slot = by_slot[slots[by_slot] >= 0]
         sizes = counts[tiles[by_slot]]
@@ -137,7 +143,55 @@ class TorchRenderer:
             unshaded[tile_major] = True
             unshaded[order] = False
             order = np.concatenate([order, np.flatnonzero(unshaded)])
-        return order, runs
+        return order, runs, slot_grid
+
+    def _blend_borders(self, rows: torch.Tensor, x: torch.Tensor, factor: torch.Tensor, shaded: np.ndarray,
+                       slot_grid: np.ndarray, width: int) -> None:
+        """Mix each neighbouring tile's network into the pixels near the shared edge (gbuffer.md
+        section 4b), in place: rows[:M, :3] hold the own networks' radiance of the M shaded pixels
+        (flat indices `shaded`); x [F, L, N] and factor [3, L, N] are the pixels' inputs."""
+        pixel, slot, weight = self.blend_entries(shaded, slot_grid, width)
+        if not len(pixel):
+            return
+        ends = np.flatnonzero(np.r_[slot[1:] != slot[:-1], True]) + 1
+        runs = [(int(slot[b - 1]), int(a), int(b)) for a, b in zip(np.r_[0, ends[:-1]], ends)]
+        index = torch.from_numpy(pixel).to(self.device)
+        y = self._networks(x.index_select(2, index), runs)  # [3, L, E] the neighbours' transfer
+        radiance = (y * factor.index_select(2, index)).sum(1)  # [3, E]
+        weight = torch.from_numpy(weight).to(self.device)
+        kept = torch.ones(len(shaded), device=self.device).index_add_(0, index, -weight)
+        rows[: len(shaded), :3] *= kept[:, None]
+        rows[: len(shaded), :3].index_add_(0, index, (radiance * weight).T)
+
+    def blend_entries(self, shaded: np.ndarray, slot_grid: np.ndarray, width: int):
+        """(position in `shaded`, neighbour slot, weight) of every neighbouring network mixed into a
+        shaded pixel (flat indices `shaded`; slot_grid from pixel_order), sorted by slot."""
+        t, band = self.bank.tile_size, self.bank.border_blend
+        ys, xs = np.divmod(shaded, width)
+        ty, tx = ys // t, xs // t
+        own = slot_grid[ty, tx]
+        weights_y, weights_x = _blend_weights(ys % t, t, band), _blend_weights(xs % t, t, band)
+        padded = np.pad(slot_grid, 1, constant_values=-1)  # no neighbour outside the frame
+        pixel, slot, weight = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                if band == 0 or dy == dx == 0:
+                    continue
+                w = weights_y[dy + 1] * weights_x[dx + 1]
+                other = padded[ty + 1 + dy, tx + 1 + dx]
+                used = np.flatnonzero((w > 0) & (other >= 0) & (other != own))
+                pixel.append(used), slot.append(other[used]), weight.append(w[used])
+        pixel, slot, weight = np.concatenate(pixel), np.concatenate(slot), np.concatenate(weight)
+        by_slot = np.argsort(slot, kind="stable")
+        return pixel[by_slot], slot[by_slot], weight[by_slot]
+
+    def evaluations_per_pixel(self, gbuffer: GBuffer) -> tuple[int, int]:
+        """(network evaluations per light, shaded pixels) of a frame: one per pixel, plus one per
+        neighbouring network a border blend mixes in."""
+        order, runs, slot_grid = self.pixel_order(gbuffer)
+        shaded = runs[-1][2] if runs else 0
+        mixed = len(self.blend_entries(order[:shaded], slot_grid, gbuffer.width)[0]) if shaded else 0
+        return shaded + mixed, shaded
 
     def _buffer(self, name: str, shape: tuple[int, ...]) -> torch.Tensor:
         """A buffer kept from frame to frame (a fresh multi-megabyte tensor costs page faults, as much
@@ -176,6 +230,15 @@ class TorchRenderer:
                         h = h.relu_()
                 y[:, :, a:b] = h.view(3, n_lights, b - a)
         return activate_output(y, self.bank.output_activation)
+
+
+def _blend_weights(c: np.ndarray, tile: int, band: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per in-tile coordinate c: the weights of the tile before, this tile and the tile after along
+    one axis (gbuffer.md section 4b), float32 as the kernel computes them."""
+    c = c.astype(np.float32)
+    before = np.maximum(np.float32(0), np.float32(0.5) * (1 - (c + np.float32(0.5)) / np.float32(band)))
+    after = np.maximum(np.float32(0), np.float32(0.5) * (1 - (np.float32(tile) - c - np.float32(0.5)) / np.float32(band)))
+    return before, 1 - before - after, after
 
 
 class _Laps:
