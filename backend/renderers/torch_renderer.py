@@ -6,7 +6,8 @@ pixels are one contiguous run of columns per light, and each network runs as one
 layer and light over its whole run (long runs cut into cache-sized pieces). Features are
 computed once per pixel and light for all lights at once, the pre-filter only around the
 covered pixels (backend/prefilter.py). No Python loop over tiles or pixels; the loop over the
-slots a frame uses is the only one.
+slots a frame uses is the only one. A bank's border blend (gbuffer.md section 4b) then runs the
+neighbouring networks its edge pixels mix in, all slots in one batched matmul per layer.
 """
 
 from __future__ import annotations
@@ -153,11 +154,9 @@ class TorchRenderer:
         pixel, slot, weight = self.blend_entries(shaded, slot_grid, width)
         if not len(pixel):
             return
-        ends = np.flatnonzero(np.r_[slot[1:] != slot[:-1], True]) + 1
-        runs = [(int(slot[b - 1]), int(a), int(b)) for a, b in zip(np.r_[0, ends[:-1]], ends)]
         index = torch.from_numpy(pixel).to(self.device)
-        y = self._networks(x.index_select(2, index), runs)  # [3, L, E] the neighbours' transfer
-        radiance = (y * factor.index_select(2, index)).sum(1)  # [3, E]
+        y = self._batched_networks(_columns(x, index), slot)  # [3, L, E] the neighbours' transfer
+        radiance = (y * _columns(factor, index)).sum(1)  # [3, E]
         weight = torch.from_numpy(weight).to(self.device)
         kept = torch.ones(len(shaded), device=self.device).index_add_(0, index, -weight)
         rows[: len(shaded), :3] *= kept[:, None]
@@ -168,9 +167,12 @@ class TorchRenderer:
         shaded pixel (flat indices `shaded`; slot_grid from pixel_order), sorted by slot."""
         t, band = self.bank.tile_size, self.bank.border_blend
         ys, xs = np.divmod(shaded, width)
+        iy, ix = ys % t, xs % t
+        near = np.flatnonzero((np.minimum(iy, t - 1 - iy) < band) | (np.minimum(ix, t - 1 - ix) < band))
+        ys, xs, iy, ix = ys[near], xs[near], iy[near], ix[near]  # the band's pixels: the only ones that mix
         ty, tx = ys // t, xs // t
         own = slot_grid[ty, tx]
-        weights_y, weights_x = _blend_weights(ys % t, t, band), _blend_weights(xs % t, t, band)
+        weights_y, weights_x = _blend_weights(iy, t, band), _blend_weights(ix, t, band)
         padded = np.pad(slot_grid, 1, constant_values=-1)  # no neighbour outside the frame
         pixel, slot, weight = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
         for dy in (-1, 0, 1):
@@ -180,7 +182,7 @@ class TorchRenderer:
                 w = weights_y[dy + 1] * weights_x[dx + 1]
                 other = padded[ty + 1 + dy, tx + 1 + dx]
                 used = np.flatnonzero((w > 0) & (other >= 0) & (other != own))
-                pixel.append(used), slot.append(other[used]), weight.append(w[used])
+                pixel.append(near[used]), slot.append(other[used]), weight.append(w[used])
         pixel, slot, weight = np.concatenate(pixel), np.concatenate(slot), np.concatenate(weight)
         by_slot = np.argsort(slot, kind="stable")
         return pixel[by_slot], slot[by_slot], weight[by_slot]
@@ -192,6 +194,32 @@ class TorchRenderer:
         shaded = runs[-1][2] if runs else 0
         mixed = len(self.blend_entries(order[:shaded], slot_grid, gbuffer.width)[0]) if shaded else 0
         return shaded + mixed, shaded
+
+    def _batched_networks(self, x: torch.Tensor, slot: np.ndarray) -> torch.Tensor:
+        """Output transfer [3, L, E] of entries x [F, L, E] whose networks are `slot` [E] (sorted).
+
+        The border blend's entries are a few dozen pixels per slot, too few for a matmul call each:
+        every slot's entries are padded to the longest run and all slots go through one batched
+        matmul per layer."""
+        n_features, n_lights, n = x.shape
+        starts = np.flatnonzero(np.r_[True, slot[1:] != slot[:-1]])
+        lengths = np.diff(np.r_[starts, n])
+        longest = int(lengths.max())
+        # column j of run r reads entry starts[r] + j, or the zero column n past the run's end
+        column = np.arange(longest)
+        source = np.where(column < lengths[:, None], starts[:, None] + column, n)  # [R, longest]
+        padded = torch.cat([x, x.new_zeros(n_features, n_lights, 1)], 2)
+        h = _columns(padded, torch.from_numpy(source.reshape(-1)).to(x.device))  # [F, L, R * longest]
+        h = h.view(n_features, n_lights, len(starts), longest).permute(2, 0, 1, 3).reshape(len(starts), n_features, -1)
+        runs = torch.from_numpy(slot[starts]).to(x.device)
+        last = len(self._layers) - 1
+        for i, (w, bias) in enumerate(self._layers):
+            h = torch.baddbmm(bias[runs], w[runs], h)
+            if i < last:
+                h = h.relu_()
+        y = h.view(len(starts), 3, n_lights, longest).permute(1, 2, 0, 3).reshape(3, n_lights, -1)
+        valid = torch.from_numpy(np.flatnonzero(source.reshape(-1) < n)).to(x.device)
+        return activate_output(_columns(y, valid), self.bank.output_activation)
 
     def _buffer(self, name: str, shape: tuple[int, ...]) -> torch.Tensor:
         """A buffer kept from frame to frame (a fresh multi-megabyte tensor costs page faults, as much
@@ -230,6 +258,13 @@ class TorchRenderer:
                         h = h.relu_()
                 y[:, :, a:b] = h.view(3, n_lights, b - a)
         return activate_output(y, self.bank.output_activation)
+
+
+def _columns(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """x [A, B, N] at the columns `index` of its last axis, [A, B, len(index)]: gathered through a 2-D
+    view (along the last axis of a 3-D tensor torch's CPU index_select is several times slower)."""
+    a, b, _ = x.shape
+    return x.reshape(a * b, -1).index_select(1, index).view(a, b, -1)
 
 
 def _blend_weights(c: np.ndarray, tile: int, band: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
