@@ -66,7 +66,7 @@ class Work:
     """What shading one frame must move and compute, independent of the renderer."""
 
     bytes: float  # G-buffer planes read + background + output + one network load per shaded tile
-    flops: float  # MLP multiply-adds x 2 over covered pixels and lights
+    flops: float  # MLP multiply-adds x 2 over covered pixels and lights (and the networks a border blend mixes in)
     shaded_tiles: int
     slots_used: int
 
@@ -84,8 +84,14 @@ class Work:
         gbuffer_bytes = 4 * (3 * pixels + planes_per_covered * covered)
         background_bytes = 0 if gbuffer.background is None else 12 * pixels
         weights_bytes = shaded * bank.slots.shape[1] * bank.slots.dtype.itemsize
+        evaluations = float(covered)
+        if bank.border_blend:  # edge pixels also run their neighbours' networks (gbuffer.md section 4b)
+            from backend.renderers.torch_renderer import TorchRenderer
+
+            total, shaded_pixels = TorchRenderer(bank).evaluations_per_pixel(gbuffer)
+            evaluations *= total / max(shaded_pixels, 1)
         return cls(gbuffer_bytes + background_bytes + 16 * pixels + weights_bytes,
-                   2.0 * macs * covered * gbuffer.n_lights, shaded, len(np.unique(slots[slots >= 0])))
+                   2.0 * macs * evaluations * gbuffer.n_lights, shaded, len(np.unique(slots[slots >= 0])))
 
 
 @dataclass
