@@ -411,4 +411,4 @@ def bank_summary(bank: Bank) -> str:
     size_kb = bank.slots.nbytes / 1024
     return (f"{bank.kind}: {bank.n_slots} slot(s) of layers {bank.layers} {bank.weights_dtype}, "
             f"{size_kb:.1f} KB of weights, {bank.tile_size}px tiles, {bank.bins} bins, "
-            f"fallback {bank.fallback_mode}")
+            f"fallback {bank.fallback_mode}" + (f", {bank.border_blend}px border blend" if bank.border_blend else ""))

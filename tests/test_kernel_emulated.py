@@ -98,10 +98,11 @@ def test_all_background_frames():
     assert (get_renderer("emulated", bank).render(black) == 0).all()
 
 
-def test_other_tile_size_and_bins():
+@pytest.mark.parametrize("band", [0, 3])
+def test_other_tile_size_and_bins(band):
     g = sphere_gbuffer(30, 45, n_lights=2, seed=9)
     bank = random_bank(4, keys_of(g, tile_size=8, bins=5), [23, 24, 3], tile_size=8, bins=5,
-                       output_activation="softplus")
+                       output_activation="softplus", border_blend=band)
     assert_kernel_matches_torch(bank, g)
 
 
