@@ -137,3 +137,17 @@ def test_pixels_are_grouped_by_slot_and_tiles_without_a_slot_stay_black():
     frame_without = create(bank).render(g)
     assert unshaded.any() and (frame_without[unshaded, :3] == 0).all() and (frame_without[unshaded, 3] == 1).all()
     np.testing.assert_array_equal(frame_without[~unshaded], frame[~unshaded])
+
+
+@pytest.mark.parametrize("lengths", [[3, 40, 1, 17], [200, 2, 3, 1, 2]])  # even runs batch; one long run does not
+def test_the_blends_batched_networks_equal_slot_by_slot_ones(lengths):
+    """The border blend runs its few pixels per slot as one padded batched matmul per layer, or slot by
+    slot when one long run would pad the rest many times over: either way each entry gets its slot's network."""
+    g = sphere_gbuffer(32, 32, n_lights=2, seed=2)
+    bank = bank_for(g, every=1)
+    renderer = create(bank)
+    slot = np.repeat(np.arange(len(lengths)) % bank.n_slots, lengths)
+    x = torch.randn(23, 2, len(slot), generator=torch.Generator().manual_seed(0))
+    starts = np.r_[0, np.cumsum(lengths)[:-1]]
+    runs = [(int(slot[a]), int(a), int(a + n)) for a, n in zip(starts, lengths)]
+    np.testing.assert_allclose(renderer._batched_networks(x, slot), renderer._networks(x, runs), rtol=1e-5, atol=1e-6)

@@ -205,6 +205,8 @@ class TorchRenderer:
         starts = np.flatnonzero(np.r_[True, slot[1:] != slot[:-1]])
         lengths = np.diff(np.r_[starts, n])
         longest = int(lengths.max())
+        if len(starts) * longest > 4 * n:  # one long run would pad the rest many times over: slot by slot
+            return self._networks(x, [(int(slot[a]), int(a), int(a + k)) for a, k in zip(starts, lengths)])
         # column j of run r reads entry starts[r] + j, or the zero column n past the run's end
         column = np.arange(longest)
         source = np.where(column < lengths[:, None], starts[:, None] + column, n)  # [R, longest]
