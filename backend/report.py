@@ -363,8 +363,9 @@ def _figures(work: Path, bank: Bank, primary: str, results: dict, view: View, ba
     return files
 
 
-def _given(provenance: dict) -> str:
-    """One line: the labelled views, the teacher-labelled pixels and the start of a model's training."""
+def _given(provenance: dict, evaluations: float = 1.0) -> str:
+    """One line: the labelled views, the teacher-labelled pixels and the start of a model's training
+    (and, for a border-blended bank, the network evaluations a pixel pays)."""
     per_light = provenance.get("per_light_targets", False)
     parts = [f"{provenance.get('train_samples', '?')} labelled views, "
              + ("each light's own ground truth" if per_light else "ground truth summed over the lights")]
@@ -394,6 +395,8 @@ def _given(provenance: dict) -> str:
     if provenance.get("specialists_judged"):
         parts.append(f"{provenance['specialists_replaced']} of {provenance['specialists_judged']} judged specialists "
                      "replaced by the shared network")
+    if evaluations > 1.0:
+        parts.append(f"border blend: {evaluations:.2f} network evaluations per pixel on the test views")
     parts.append(f"{provenance.get('steps', '?')} steps, {provenance.get('seconds', '?')} s")
     return "; ".join(parts)
 
@@ -424,7 +427,7 @@ def _html(m: dict) -> str:
     aims_rows = "".join(f"<tr><td>{esc(a['aim'])}</td><td>{esc(aim_value_text(a))}</td>"
                         f"<td>{'met' if a['met'] else '<b>not met</b>'}</td></tr>" for a in m["headline"].get("aims", []))
     given = "".join(f"<tr><td>{esc(name)}</td><td>{esc(DESCRIPTIONS.get(name, ''))}</td>"
-                    f"<td>{esc(_given(r['provenance']))}</td></tr>" for name, r in m["models"].items())
+                    f"<td>{esc(_given(r['provenance'], r.get('network_evaluations_per_pixel', 1.0)))}</td></tr>" for name, r in m["models"].items())
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Neural face report</title>
 <style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;
 padding:4px 8px}} img{{image-rendering:pixelated;max-width:100%}} figure{{display:inline-block;margin:1em}}

@@ -46,6 +46,8 @@ def test_report_has_every_part(trained, suzanne_dataset, tmp_path, capsys):
     assert bank["multiply_adds_per_pixel_light_effective"] == \
         round(bank["multiply_adds_per_pixel_light"] * bank["network_evaluations_per_pixel"])
     assert metrics["models"]["single_cost"]["network_evaluations_per_pixel"] == 1.0
+    if bank["network_evaluations_per_pixel"] > 1.0:
+        assert "border blend: " in (out / "index.html").read_text()
     timing = metrics["timing"]
     assert timing["neural_ms_per_frame"] > 0 and timing["ratio_cycles_over_neural"] > 0
     assert timing["resolution"] == [64, 64]
