@@ -228,7 +228,7 @@ def make_meta(layers, slot_keys, slot_pixels, *, tile_size=16, bins=8, output_ac
     """
     meta = {
         "format": BANK_FORMAT,
-        "version": 4 if border_blend else 3 if kind == NEURAL_TEXTURE else 2,
+        "version": BANK_VERSION if border_blend else 3 if kind == NEURAL_TEXTURE else 2,
         "feature_spec_version": FEATURE_SPEC_VERSION,
         "feature_names": list(FEATURE_NAMES),
         "filter_radii": (filter_radii or FilterRadii.for_object(1.0)).to_json(),

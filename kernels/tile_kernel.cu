@@ -149,6 +149,11 @@ __device__ __forceinline__ int uv_bin(float t) {
     return min(static_cast<int>(floorf(clamped * static_cast<float>(NF_BINS))), NF_BINS - 1);
 }
 
+// A covered pixel's bits of the tile key: its u bin's and its v bin's (g points at its mask plane).
+__device__ __forceinline__ int key_bits(const float* __restrict__ g, size_t plane_size) {
+    return (1 << uv_bin(__ldg(g + plane_size))) | (1 << (NF_BINS + uv_bin(__ldg(g + 2 * plane_size))));
+}
+
 // Border blend (gbuffer.md section 4b): the weight of the neighbouring tile before (side 0) or after
 // (side 1) along one axis, for in-tile coordinate c; 1/2 on the edge itself, 0 from NF_BLEND px in.
 __device__ __forceinline__ float blend_weight(int c, int side) {
@@ -230,19 +235,13 @@ nf_tile_kernel(const float* __restrict__ planes, const float* __restrict__ filte
 #endif
     __syncthreads();
     const bool covered = inside && __ldg(g) > 0.5f;
-    if (covered) {
-        const int bits = (1 << uv_bin(__ldg(g + plane_size))) | (1 << (NF_BINS + uv_bin(__ldg(g + 2 * plane_size))));
-        atomicOr(&s_key, bits);
-    }
+    if (covered) atomicOr(&s_key, key_bits(g, plane_size));
 #if NF_BLEND
     for (int n = 0; n < 9; ++n) {
         const int qx = px + (n % 3 - 1) * NF_TILE, qy = py + (n / 3 - 1) * NF_TILE;  // this thread's pixel there
         if (n == 4 || qx < 0 || qy < 0 || qx >= width || qy >= height) continue;
         const float* q = planes + static_cast<size_t>(qy) * width + qx;
-        if (__ldg(q) > 0.5f) {
-            atomicOr(&s_neighbour_key[n], (1 << uv_bin(__ldg(q + plane_size))) |
-                                              (1 << (NF_BINS + uv_bin(__ldg(q + 2 * plane_size)))));
-        }
+        if (__ldg(q) > 0.5f) atomicOr(&s_neighbour_key[n], key_bits(q, plane_size));
     }
 #endif
     __syncthreads();

@@ -166,6 +166,8 @@ class TorchRenderer:
         """(position in `shaded`, neighbour slot, weight) of every neighbouring network mixed into a
         shaded pixel (flat indices `shaded`; slot_grid from pixel_order), sorted by slot."""
         t, band = self.bank.tile_size, self.bank.border_blend
+        if band == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
         ys, xs = np.divmod(shaded, width)
         iy, ix = ys % t, xs % t
         near = np.flatnonzero((np.minimum(iy, t - 1 - iy) < band) | (np.minimum(ix, t - 1 - ix) < band))
@@ -177,7 +179,7 @@ class TorchRenderer:
         pixel, slot, weight = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
         for dy in (-1, 0, 1):
             for dx in (-1, 0, 1):
-                if band == 0 or dy == dx == 0:
+                if dy == dx == 0:
                     continue
                 w = weights_y[dy + 1] * weights_x[dx + 1]
                 other = padded[ty + 1 + dy, tx + 1 + dx]
