@@ -21,20 +21,36 @@ def bank_for(g, activation="exp", every=2, **kwargs):
 
 
 def reference_pixel(bank, g, i, j):
-    """Radiance of one pixel, in float64 numpy."""
-    slot = pixel_tile_map(bank.lut[gbuffer_tile_keys(g, bank.tile_size, bank.bins)], g.height, g.width, bank.tile_size)[i, j]
+    """Radiance of one pixel, in float64 numpy (with the bank's border blend, gbuffer.md section 4b)."""
+    t, band = bank.tile_size, bank.border_blend
+    slots = bank.lut[gbuffer_tile_keys(g, bank.tile_size, bank.bins)]
+    ty, tx = i // t, j // t
+    networks = {int(slots[ty, tx]): 1.0}
+    if band:
+        def axis(c):  # weights of the tile before, and after, along one axis
+            return max(0.0, (1 - (c + 0.5) / band) / 2), max(0.0, (1 - (t - c - 0.5) / band) / 2)
+        (up, down), (left, right) = axis(i % t), axis(j % t)
+        for dy, wy in ((-1, up), (0, 1 - up - down), (1, down)):
+            for dx, wx in ((-1, left), (0, 1 - left - right), (1, right)):
+                y, x = ty + dy, tx + dx
+                if (dy or dx) and wy * wx > 0 and 0 <= y < slots.shape[0] and 0 <= x < slots.shape[1]:
+                    other = int(slots[y, x])
+                    if other >= 0 and other != int(slots[ty, tx]):
+                        networks[other] = networks.get(other, 0.0) + wy * wx
+                        networks[int(slots[ty, tx])] -= wy * wx
     features = compute_features(g, bank.filter_radii).numpy().astype(np.float64)
     scale = light_scale(g).numpy()
     total = np.zeros(3)
-    for k in range(g.n_lights):
-        x = (features[k, i, j] - bank.feature_mean) / bank.feature_std
+    for slot, weight in networks.items():
         layers = unpack(bank.slots[slot].astype(np.float64), bank.layers)
-        for n, (w, b) in enumerate(layers):
-            x = x @ w + b
-            if n < len(layers) - 1:
-                x = np.maximum(x, 0)
-        f = np.exp(np.minimum(x, 15)) if bank.output_activation == "exp" else np.maximum(x, 0) + np.log1p(np.exp(-abs(x)))
-        total += g.lights[k, 3:6] * scale[k, i, j] * f
+        for k in range(g.n_lights):
+            x = (features[k, i, j] - bank.feature_mean) / bank.feature_std
+            for n, (w, b) in enumerate(layers):
+                x = x @ w + b
+                if n < len(layers) - 1:
+                    x = np.maximum(x, 0)
+            f = np.exp(np.minimum(x, 15)) if bank.output_activation == "exp" else np.maximum(x, 0) + np.log1p(np.exp(-abs(x)))
+            total += weight * g.lights[k, 3:6] * scale[k, i, j] * f
     return total
 
 
@@ -139,15 +155,18 @@ def test_pixels_are_grouped_by_slot_and_tiles_without_a_slot_stay_black():
     np.testing.assert_array_equal(frame_without[~unshaded], frame[~unshaded])
 
 
-@pytest.mark.parametrize("lengths", [[3, 40, 1, 17], [200, 2, 3, 1, 2]])  # even runs batch; one long run does not
-def test_the_blends_batched_networks_equal_slot_by_slot_ones(lengths):
-    """The border blend runs its few pixels per slot as one padded batched matmul per layer, or slot by
-    slot when one long run would pad the rest many times over: either way each entry gets its slot's network."""
-    g = sphere_gbuffer(32, 32, n_lights=2, seed=2)
-    bank = bank_for(g, every=1)
+@pytest.mark.parametrize("band,n_lights", [(1, 2), (3, 1), (8, 3)])
+def test_border_blend_matches_reference(band, n_lights):
+    """Edge pixels mix their neighbours' networks as section 4b says, corners included, however the
+    renderer packs its columns (each network's own pixels, then the ones it is mixed into)."""
+    g = sphere_gbuffer(45, 38, n_lights=n_lights, seed=3)
+    bank = bank_for(g, every=1, border_blend=band)
     renderer = create(bank)
-    slot = np.repeat(np.arange(len(lengths)) % bank.n_slots, lengths)
-    x = torch.randn(23, 2, len(slot), generator=torch.Generator().manual_seed(0))
-    starts = np.r_[0, np.cumsum(lengths)[:-1]]
-    runs = [(int(slot[a]), int(a), int(a + n)) for a, n in zip(starts, lengths)]
-    np.testing.assert_allclose(renderer._batched_networks(x, slot), renderer._networks(x, runs), rtol=1e-5, atol=1e-6)
+    frame = renderer.render(g)
+    ys, xs = np.nonzero(g.covered)
+    edge = [(i, j) for i, j in zip(ys, xs) if min(i % 16, 15 - i % 16, j % 16, 15 - j % 16) < band]
+    for i, j in edge[::7] + [(15, 15), (16, 16), (15, 16), (31, 31)]:
+        if g.covered[i, j]:
+            np.testing.assert_allclose(frame[i, j, :3], reference_pixel(bank, g, i, j), rtol=2e-4, atol=1e-6)
+    evaluations, shaded = renderer.evaluations_per_pixel(g)
+    assert shaded == int(g.covered.sum()) and shaded < evaluations < 4 * shaded

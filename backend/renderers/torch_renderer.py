@@ -1,18 +1,19 @@
 """The reference renderer: docs/formats/gbuffer.md in batched torch, on the CPU or CUDA.
 
-Per tile: key -> lut -> slot. Only covered pixels cost anything: they are compacted and ordered
-by slot (tiles sorted by slot, each tile's covered pixels in row order), so every network's
-pixels are one contiguous run of columns per light, and each network runs as one matmul per
-layer and light over its whole run (long runs cut into cache-sized pieces). Features are
-computed once per pixel and light for all lights at once, the pre-filter only around the
-covered pixels (backend/prefilter.py). No Python loop over tiles or pixels; the loop over the
-slots a frame uses is the only one. A bank's border blend (gbuffer.md section 4b) then runs the
-neighbouring networks its edge pixels mix in, all slots in one batched matmul per layer.
+Per tile: key -> lut -> slot. Only covered pixels cost anything: their features are computed once
+per pixel and light for all lights at once, the pre-filter only around the covered pixels
+(backend/prefilter.py). The networks then run on columns: one per covered pixel of a shaded tile,
+plus, with a border blend (gbuffer.md section 4b), one per neighbouring network an edge pixel
+mixes in. The columns are gathered in slot order, each network's columns and lights side by side,
+so every network runs as one matmul per layer over a cache-sized piece of its columns, reading the
+gathered block in place, and one weighted index_add sums each pixel's lights and networks. No Python
+loop over tiles or pixels; the loop over the pieces of the slots a frame uses is the only one.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -25,6 +26,22 @@ from backend.network import activate_output
 from backend.prefilter import CoveredPixels
 
 COLUMNS_PER_MATMUL = 4096  # pixel-lights per matmul: the hidden activations stay in cache
+
+
+@dataclass
+class ColumnPlan:
+    """Which network evaluates which pixel's features, and where its radiance goes (see _shade).
+
+    A column is one network evaluation of one pixel under one light. `gather` [L * C] picks each
+    column's features from the [F, L * N] features (N covered pixels, C network evaluations per
+    light); `pieces` [(slot, start, end), ...] are ranges of gathered columns one network runs on;
+    `target` [L * C] is the shaded pixel each column adds into, with `weight` [L * C] (None: 1,
+    no border blend)."""
+
+    gather: torch.Tensor
+    target: torch.Tensor
+    weight: torch.Tensor | None
+    pieces: list[tuple[int, int, int]]
 
 
 class TorchRenderer:
@@ -40,10 +57,13 @@ class TorchRenderer:
         slots = torch.from_numpy(np.asarray(bank.slots, dtype=np.float32)).to(self.device)
         self.weights = unpack(slots, bank.layers)  # [(W [S,in,out], b [S,out]), ...]
         # The networks run on features-major columns, y = W^T x + b: [out, in] weights, [out, 1] biases.
-        self._layers = [(w.transpose(1, 2).contiguous(), b.unsqueeze(2).contiguous()) for w, b in self.weights]
+        layers = [(w.transpose(1, 2).contiguous(), b.unsqueeze(2).contiguous()) for w, b in self.weights]
+        # per slot, its layers as views (indexing a slot per piece and layer costs as much as a small matmul)
+        self._slot_layers = [[(w[slot], b[slot]) for w, b in layers] for slot in range(bank.n_slots)]
         self.mean = torch.from_numpy(bank.feature_mean).to(self.device)
         self.std = torch.from_numpy(bank.feature_std).to(self.device)
         self._tile_pixels = {}  # (h, w) -> [n_tiles, T*T] flat pixel index of each tile's pixels (h*w: none)
+        self._band = {}  # (h, w) -> _band_geometry
         self._buffers = {}  # name -> float32 buffer reused by every frame (see _buffer)
 
     def tile_slots(self, gbuffer: GBuffer) -> np.ndarray:
@@ -81,12 +101,10 @@ class TorchRenderer:
                                              out=self._buffer("features", (N_FEATURES, n_lights, count)))
             lap("features")  # x [F, L, N] normalised, factor [3, L, N]
             shaded = runs[-1][2] if runs else 0
-            y = self._networks(x, runs)  # [3, L, shaded]
             rows = torch.zeros(count, 4, device=self.device)  # (radiance, 1) per pixel, in `order`
             if shaded:
-                rows[:shaded, :3] = (y * factor[:, :, :shaded]).sum(1).T
-                if self.bank.border_blend:
-                    self._blend_borders(rows, x, factor, order[:shaded], slot_grid, gbuffer.width)
+                plan = self.column_plan(order[:shaded], runs, slot_grid, gbuffer.height, gbuffer.width, n_lights, count)
+                rows[:shaded, :3] = self._shade(x, factor, plan, shaded).T
             rows[:, 3] = 1.0
             rows = rows.cpu()
             lap("networks")
@@ -146,84 +164,121 @@ class TorchRenderer:
             order = np.concatenate([order, np.flatnonzero(unshaded)])
         return order, runs, slot_grid
 
-    def _blend_borders(self, rows: torch.Tensor, x: torch.Tensor, factor: torch.Tensor, shaded: np.ndarray,
-                       slot_grid: np.ndarray, width: int) -> None:
-        """Mix each neighbouring tile's network into the pixels near the shared edge (gbuffer.md
-        section 4b), in place: rows[:M, :3] hold the own networks' radiance of the M shaded pixels
-        (flat indices `shaded`); x [F, L, N] and factor [3, L, N] are the pixels' inputs."""
-        pixel, slot, weight = self.blend_entries(shaded, slot_grid, width)
-        if not len(pixel):
-            return
-        index = torch.from_numpy(pixel).to(self.device)
-        y = self._batched_networks(_columns(x, index), slot)  # [3, L, E] the neighbours' transfer
-        radiance = (y * _columns(factor, index)).sum(1)  # [3, E]
-        weight = torch.from_numpy(weight).to(self.device)
-        kept = torch.ones(len(shaded), device=self.device).index_add_(0, index, -weight)
-        rows[: len(shaded), :3] *= kept[:, None]
-        rows[: len(shaded), :3].index_add_(0, index, (radiance * weight).T)
+    def column_plan(self, shaded: np.ndarray, runs, slot_grid: np.ndarray, height: int, width: int,
+                    n_lights: int, n_pixels: int) -> ColumnPlan:
+        """The columns of the M shaded pixels (flat indices `shaded`, the first M of the frame's N =
+        n_pixels covered pixels, ordered by slot in `runs`): each pixel's own network with the weight
+        its border blend leaves it, then the neighbouring networks the blend mixes in."""
+        m = len(shaded)
+        run_slot = np.array([r[0] for r in runs], np.int64)
+        run_start, run_end = (np.array([r[i] for r in runs], np.int64) for i in (1, 2))
+        pixel, slot, weight = self.blend_entries(shaded, slot_grid, height, width)
+        # Run r's columns: its own pixels, then the blend's entries for its slot (runs and entries are
+        # both in slot order, so each own pixel moves up by the entries of the slots before its own).
+        entries_before = np.searchsorted(slot, run_slot)
+        entries = np.searchsorted(slot, run_slot, "right") - entries_before  # (a neighbour's slot is a run's)
+        own_at = np.arange(m) + np.repeat(entries_before, run_end - run_start)
+        entry_at = np.arange(len(pixel)) + np.repeat(run_end, entries)
+        source = np.empty(m + len(pixel), np.int64)
+        source[own_at], source[entry_at] = np.arange(m), pixel
+        column_slot = np.repeat(run_slot, run_end - run_start + entries)
+        column_weight = None
+        if len(pixel):
+            column_weight = np.empty(len(source), np.float32)
+            column_weight[own_at] = 1 - np.bincount(pixel, weight, minlength=m)
+            column_weight[entry_at] = weight
+        n = len(source)
+        starts = run_start + entries_before  # each run's first column
+        step = max(1, COLUMNS_PER_MATMUL // n_lights)
+        pieces = []  # (slot, first column, end) of each cache-sized piece of each slot's columns
+        for begin, end in zip(starts.tolist(), np.r_[starts[1:], n].tolist()):
+            pieces += [(int(column_slot[begin]), a, min(a + step, end)) for a in range(begin, end, step)]
+        bounds = np.array([p[1] for p in pieces] + [n])
+        lengths = np.diff(bounds)
+        piece_start, piece_length = np.repeat(bounds[:-1], lengths), np.repeat(lengths, lengths)
+        # gathered position of (column c, light l): n_lights * its piece's start + l * piece length + offset
+        first = n_lights * piece_start + (np.arange(n) - piece_start)
+        gather, target = np.empty(n_lights * n, np.int64), np.empty(n_lights * n, np.int64)
+        weights = None if column_weight is None else np.empty(n_lights * n, np.float32)
+        for light in range(n_lights):
+            position = first + light * piece_length
+            gather[position] = light * n_pixels + source
+            target[position] = source
+            if weights is not None:
+                weights[position] = column_weight
+        device = self.device
+        return ColumnPlan(torch.from_numpy(gather).to(device), torch.from_numpy(target).to(device),
+                          None if weights is None else torch.from_numpy(weights).to(device),
+                          [(s, n_lights * a, n_lights * b) for s, a, b in pieces])
 
-    def blend_entries(self, shaded: np.ndarray, slot_grid: np.ndarray, width: int):
+    def _shade(self, x: torch.Tensor, factor: torch.Tensor, plan: ColumnPlan, shaded: int) -> torch.Tensor:
+        """Radiance [3, M] of the M shaded pixels: x [F, L, N] and factor [3, L, N] are the covered
+        pixels' features and light factors; sum over lights and networks of weight * factor * f."""
+        n_features = x.shape[0]
+        n = len(plan.gather)
+        columns = torch.index_select(x.view(n_features, -1), 1, plan.gather,
+                                     out=self._buffer("columns", (n_features, n)))  # [F, L * C], pieces side by side
+        scale = torch.index_select(factor.view(3, -1), 1, plan.gather, out=self._buffer("scale", (3, n)))
+        if plan.weight is not None:
+            scale *= plan.weight
+        y = self._buffer("transfer", (3, n))
+        for slot, start, end in plan.pieces:
+            h = columns[:, start:end]
+            layers = self._slot_layers[slot]
+            for w, bias in layers[:-1]:
+                h = torch.addmm(bias, w, h).relu_()
+            w, bias = layers[-1]
+            y[:, start:end] = torch.addmm(bias, w, h)
+        y = activate_output(y, self.bank.output_activation).mul_(scale)
+        return torch.zeros(3, shaded, device=x.device).index_add_(1, plan.target, y)
+
+    def blend_entries(self, shaded: np.ndarray, slot_grid: np.ndarray, height: int, width: int):
         """(position in `shaded`, neighbour slot, weight) of every neighbouring network mixed into a
         shaded pixel (flat indices `shaded`; slot_grid from pixel_order), sorted by slot."""
-        t, band = self.bank.tile_size, self.bank.border_blend
-        if band == 0:
+        if self.bank.border_blend == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
-        ys, xs = np.divmod(shaded, width)
-        iy, ix = ys % t, xs % t
-        near = np.flatnonzero((np.minimum(iy, t - 1 - iy) < band) | (np.minimum(ix, t - 1 - ix) < band))
-        ys, xs, iy, ix = ys[near], xs[near], iy[near], ix[near]  # the band's pixels: the only ones that mix
-        ty, tx = ys // t, xs // t
-        own = slot_grid[ty, tx]
-        weights_y, weights_x = _blend_weights(iy, t, band), _blend_weights(ix, t, band)
-        padded = np.pad(slot_grid, 1, constant_values=-1)  # no neighbour outside the frame
-        pixel, slot, weight = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
-        for dy in (-1, 0, 1):
-            for dx in (-1, 0, 1):
-                if dy == dx == 0:
-                    continue
-                w = weights_y[dy + 1] * weights_x[dx + 1]
-                other = padded[ty + 1 + dy, tx + 1 + dx]
-                used = np.flatnonzero((w > 0) & (other >= 0) & (other != own))
-                pixel.append(near[used]), slot.append(other[used]), weight.append(w[used])
+        position = np.full(height * width, -1, np.int64)
+        position[shaded] = np.arange(len(shaded))
+        slots = np.pad(slot_grid, 1, constant_values=-1).reshape(-1)  # no neighbour outside the frame
+        pixel, slot, weight = [], [], []
+        for band_pixel, own_tile, other_tile, w in self._band_geometry(height, width):
+            at, own, other = position[band_pixel], slots[own_tile], slots[other_tile]
+            used = np.flatnonzero((at >= 0) & (other >= 0) & (other != own))
+            pixel.append(at[used]), slot.append(other[used]), weight.append(w[used])
         pixel, slot, weight = np.concatenate(pixel), np.concatenate(slot), np.concatenate(weight)
         by_slot = np.argsort(slot, kind="stable")
         return pixel[by_slot], slot[by_slot], weight[by_slot]
+
+    def _band_geometry(self, height: int, width: int) -> list[tuple[np.ndarray, ...]]:
+        """Per neighbour direction, the frame's pixels that mix it in (flat index), their own tile and
+        that neighbour's (flat indices into the tile grid padded by one tile) and the weight: fixed for a
+        frame size, so a frame only looks up slots."""
+        if (height, width) not in self._band:
+            t, band = self.bank.tile_size, self.bank.border_blend
+            n_ty, n_tx = tile_grid(height, width, t)
+            ys, xs = np.divmod(np.arange(height * width), width)
+            iy, ix = ys % t, xs % t
+            near = np.flatnonzero((np.minimum(iy, t - 1 - iy) < band) | (np.minimum(ix, t - 1 - ix) < band))
+            ty, tx = ys[near] // t, xs[near] // t
+            weights_y, weights_x = _blend_weights(iy[near], t, band), _blend_weights(ix[near], t, band)
+            geometry = []
+            for dy in (-1, 0, 1):
+                for dx in (-1, 0, 1):
+                    w = weights_y[dy + 1] * weights_x[dx + 1]
+                    mixes = np.flatnonzero(w > 0)
+                    if (dy or dx) and len(mixes):
+                        own = (ty[mixes] + 1) * (n_tx + 2) + tx[mixes] + 1
+                        geometry.append((near[mixes], own, own + dy * (n_tx + 2) + dx, w[mixes]))
+            self._band[height, width] = geometry
+        return self._band[height, width]
 
     def evaluations_per_pixel(self, gbuffer: GBuffer) -> tuple[int, int]:
         """(network evaluations per light, shaded pixels) of a frame: one per pixel, plus one per
         neighbouring network a border blend mixes in."""
         order, runs, slot_grid = self.pixel_order(gbuffer)
         shaded = runs[-1][2] if runs else 0
-        mixed = len(self.blend_entries(order[:shaded], slot_grid, gbuffer.width)[0]) if shaded else 0
+        mixed = len(self.blend_entries(order[:shaded], slot_grid, gbuffer.height, gbuffer.width)[0]) if shaded else 0
         return shaded + mixed, shaded
-
-    def _batched_networks(self, x: torch.Tensor, slot: np.ndarray) -> torch.Tensor:
-        """Output transfer [3, L, E] of entries x [F, L, E] whose networks are `slot` [E] (sorted).
-
-        The border blend's entries are a few dozen pixels per slot, too few for a matmul call each:
-        every slot's entries are padded to the longest run and all slots go through one batched
-        matmul per layer."""
-        n_features, n_lights, n = x.shape
-        starts = np.flatnonzero(np.r_[True, slot[1:] != slot[:-1]])
-        lengths = np.diff(np.r_[starts, n])
-        longest = int(lengths.max())
-        if len(starts) * longest > 4 * n:  # one long run would pad the rest many times over: slot by slot
-            return self._networks(x, [(int(slot[a]), int(a), int(a + k)) for a, k in zip(starts, lengths)])
-        # column j of run r reads entry starts[r] + j, or the zero column n past the run's end
-        column = np.arange(longest)
-        source = np.where(column < lengths[:, None], starts[:, None] + column, n)  # [R, longest]
-        padded = torch.cat([x, x.new_zeros(n_features, n_lights, 1)], 2)
-        h = _columns(padded, torch.from_numpy(source.reshape(-1)).to(x.device))  # [F, L, R * longest]
-        h = h.view(n_features, n_lights, len(starts), longest).permute(2, 0, 1, 3).reshape(len(starts), n_features, -1)
-        runs = torch.from_numpy(slot[starts]).to(x.device)
-        last = len(self._layers) - 1
-        for i, (w, bias) in enumerate(self._layers):
-            h = torch.baddbmm(bias[runs], w[runs], h)
-            if i < last:
-                h = h.relu_()
-        y = h.view(len(starts), 3, n_lights, longest).permute(1, 2, 0, 3).reshape(3, n_lights, -1)
-        valid = torch.from_numpy(np.flatnonzero(source.reshape(-1) < n)).to(x.device)
-        return activate_output(_columns(y, valid), self.bank.output_activation)
 
     def _buffer(self, name: str, shape: tuple[int, ...]) -> torch.Tensor:
         """A buffer kept from frame to frame (a fresh multi-megabyte tensor costs page faults, as much
@@ -241,34 +296,6 @@ class TorchRenderer:
             grid[:h, :w] = np.arange(h * w).reshape(h, w)
             self._tile_pixels[h, w] = grid.reshape(n_ty, t, n_tx, t).transpose(0, 2, 1, 3).reshape(n_ty * n_tx, t * t)
         return self._tile_pixels[h, w]
-
-    def _networks(self, x: torch.Tensor, runs) -> torch.Tensor:
-        """Output transfer f [3, L, M] of the first M (shaded) pixels of x [F, L, N], slot by slot.
-
-        Every light's columns of a piece of a run go through one matmul per layer: runs are a few
-        hundred pixels, and a matmul's call costs as much as its work at that size."""
-        n_lights = x.shape[1]
-        shaded = runs[-1][2] if runs else 0
-        y = torch.empty(3, n_lights, shaded, device=x.device)
-        last = len(self._layers) - 1
-        step = max(1, COLUMNS_PER_MATMUL // n_lights)
-        for slot, start, end in runs:
-            for a in range(start, end, step):
-                b = min(a + step, end)
-                h = x[:, :, a:b].reshape(x.shape[0], -1)  # [F, L * pixels]
-                for i, (w, bias) in enumerate(self._layers):
-                    h = torch.addmm(bias[slot], w[slot], h)
-                    if i < last:
-                        h = h.relu_()
-                y[:, :, a:b] = h.view(3, n_lights, b - a)
-        return activate_output(y, self.bank.output_activation)
-
-
-def _columns(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """x [A, B, N] at the columns `index` of its last axis, [A, B, len(index)]: gathered through a 2-D
-    view (along the last axis of a 3-D tensor torch's CPU index_select is several times slower)."""
-    a, b, _ = x.shape
-    return x.reshape(a * b, -1).index_select(1, index).view(a, b, -1)
 
 
 def _blend_weights(c: np.ndarray, tile: int, band: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
