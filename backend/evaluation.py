@@ -10,6 +10,7 @@ from backend.bank import Bank
 from backend.gbuffer import GBuffer
 from backend.metrics import psnr_from_mse, to_display
 from backend.neural_texture import create
+from backend.renderers.torch_renderer import TorchRenderer
 
 
 @dataclass
@@ -51,3 +52,13 @@ def pooled_psnr(frames: list[np.ndarray], views: list[View]) -> float:
         squared += float(np.sum(diff.astype(np.float64) ** 2))
         count += diff.size
     return psnr_from_mse(squared / max(count, 1))
+
+
+def evaluations_per_pixel(bank: Bank, views: list[View]) -> float:
+    """Network evaluations per shaded pixel and light over the views (1 plus what a border blend adds)."""
+    counter = TorchRenderer(bank)
+    evaluations = shaded = 0
+    for view in views:
+        e, s = counter.evaluations_per_pixel(view.gbuffer)
+        evaluations, shaded = evaluations + e, shaded + s
+    return evaluations / max(shaded, 1)

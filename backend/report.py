@@ -27,14 +27,13 @@ import numpy as np
 from backend.bank import Bank, companion_path, load_bank
 from backend.dataset import open_dataset
 from backend.errors import DatasetError
-from backend.evaluation import View, load_views
+from backend.evaluation import View, evaluations_per_pixel, load_views
 from backend.hashing import gbuffer_tile_keys
 from backend.metrics import flip_map, psnr_from_mse, ssim, to_display
 from backend.model_kinds import (BASELINE_KINDS, DESCRIPTIONS, HASH_BANK, NEURAL_TEXTURE, SINGLE_COST, SINGLE_NETWORK,
                                  TEACHER, companion_suffix)
 from backend.neural_texture import create as create_texture_renderer, multiply_adds
 from backend.renderers import get_renderer
-from backend.renderers.torch_renderer import TorchRenderer
 from backend import report_figures as figures
 from backend.teacher_labels import teacher_path
 
@@ -139,16 +138,6 @@ def unseen_share(bank: Bank, views: list[View]) -> float:
         known = bank.lut_seen[keys].astype(bool)
         seen, unseen = seen + int(known.sum()), unseen + int((~known).sum())
     return unseen / max(seen + unseen, 1)
-
-
-def evaluations_per_pixel(bank: Bank, views: list[View]) -> float:
-    """Network evaluations per shaded pixel and light over the views (1 plus what a border blend adds)."""
-    counter = TorchRenderer(bank)
-    evaluations = shaded = 0
-    for view in views:
-        e, s = counter.evaluations_per_pixel(view.gbuffer)
-        evaluations, shaded = evaluations + e, shaded + s
-    return evaluations / max(shaded, 1)
 
 
 def time_renderer(renderer, views: list[View], check: Callable[[], None] = lambda: None) -> float:
@@ -383,6 +372,9 @@ def _given(provenance: dict, evaluations: float = 1.0) -> str:
         parts.append(f"started from {provenance.get('warm_start_from') or 'the teacher'} ({how})")
     else:
         parts.append("random start")
+    if provenance.get("cost_multiply_adds"):
+        parts.append(f"hidden widths sized to the bank's {provenance['cost_multiply_adds']:,} multiply-adds per pixel "
+                     "and light on the validation views (its border blend included)")
     if provenance.get("learning_rate"):
         parts.append(f"peak learning rate {provenance['learning_rate']:.2g}")
     chosen = provenance.get("bins_chosen")

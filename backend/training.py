@@ -3,7 +3,8 @@
 The talk's "hash division of labour": each bucket's network sees only its own bucket's pixels.
 Every step samples the same number of pixels from every bucket and trains all networks with one
 batched matmul per layer (backend.stacked_mlp). Baselines get the same pixels per step and the
-same budget: `single_cost` is one network with the same layers (same per-pixel cost),
+same budget: `single_cost` is one network of the same per-pixel cost (the bank's layers, widened
+beside a border-blended bank to the multiply-adds its pixels pay: `cost_multiply_adds`),
 `single_params` one network with as many parameters as the whole bank (hidden width capped).
 
 `train(config, on_progress, should_stop)` is the API of the CLI, the HTTP service and the
@@ -36,13 +37,14 @@ from backend.buckets import Buckets, BucketStore, bucket_threshold, merge
 from backend.dataset import open_dataset
 from backend.errors import DatasetError, UserError
 from backend.early_stopping import NetworkBests
-from backend.evaluation import load_views, mean_psnr, pooled_psnr, render_views
+from backend.evaluation import evaluations_per_pixel, load_views, mean_psnr, pooled_psnr, render_views
 from backend.features import N_FEATURES
 from backend.hashing import MAX_BINS
 from backend.learning_rates import learning_rate, lr_scales
 from backend.local_frames import local_frames
-from backend.model_kinds import BANK_KIND_OF, HASH_BANK, MODEL_KINDS, NEURAL_TEXTURE, SINGLE_PARAMS, TEACHER_KINDS
-from backend.neural_texture import TEXTURE_CHANNELS, TEXTURE_RESOLUTION, NeuralTextureModel
+from backend.model_kinds import (BANK_KIND_OF, HASH_BANK, MODEL_KINDS, NEURAL_TEXTURE, SINGLE_COST, SINGLE_PARAMS,
+                                 TEACHER_KINDS)
+from backend.neural_texture import TEXTURE_CHANNELS, TEXTURE_RESOLUTION, NeuralTextureModel, multiply_adds
 from backend.prefilter import FilterRadii
 from backend.report_figures import plot_curve
 from backend.stacked_mlp import StackedMLP
@@ -105,6 +107,9 @@ class TrainConfig:
     # tile's network, weighted linearly to 1/2 on the edge (hash banks only; 0: off; gbuffer.md section 4b)
     local_frames: bool = True  # each specialist trains on its inputs normalised over its own bucket, folded into
     # its first layer in the bank (backend/local_frames.py; docs/training.md, "Local input frames")
+    cost_multiply_adds: int | None = None  # single_cost: hidden widths chosen so that one evaluation costs about
+    # this many multiply-adds per pixel and light (`train --baselines` passes the bank's, border blend
+    # included); None: the bank's layers
 
     def validate(self) -> None:
         problems = []
@@ -132,6 +137,8 @@ class TrainConfig:
             problems.append(f"border blend {self.border_blend} (0..{self.tile_size // 2} pixels)")
         if self.bins != "auto" and not (isinstance(self.bins, int) and 1 <= self.bins <= MAX_BINS) or self.tile_size < 1:
             problems.append(f"bins {self.bins} (1..{MAX_BINS}) or tile size {self.tile_size}")
+        if self.cost_multiply_adds is not None and self.cost_multiply_adds < 1:
+            problems.append(f"cost {self.cost_multiply_adds} multiply-adds per pixel and light (must be positive)")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             problems.append("device cuda, but torch sees no CUDA device")
         if problems:
@@ -155,6 +162,8 @@ class TrainConfig:
             del fixed["border_blend"]  # and only they are mixed at tile edges
             del fixed["local_frames"]
             del fixed["bins"]  # one network for every key
+        if self.kind != SINGLE_COST:
+            del fixed["cost_multiply_adds"]
         fixed["lr_scales"] = lr_scales(self.kind)
         return hashlib.sha256(json.dumps(fixed, sort_keys=True, default=list).encode()).hexdigest()
 
@@ -220,6 +229,25 @@ def same_params_width(config: TrainConfig, total_params: int) -> int:
     return width
 
 
+def same_cost_width(config: TrainConfig, target: int) -> int:
+    """Hidden width of a network with as many hidden layers as config whose multiply-adds per pixel and
+    light are nearest to `target` (never narrower than config's widest layer)."""
+    def cost(width: int) -> int:
+        return multiply_adds([N_FEATURES, *[width] * len(config.widths), 3])
+
+    width = max(config.widths)
+    while width < config.max_baseline_width and abs(cost(width + 1) - target) < abs(cost(width) - target):
+        width += 1
+    return width
+
+
+def blended_cost(bank_path, data) -> int:
+    """Multiply-adds per pixel and light that a hash bank pays on its dataset's validation views, the
+    networks its border blend mixes in included: what `train --baselines` matches single_cost to."""
+    bank, dataset = load_bank(bank_path), open_dataset(data)
+    return round(multiply_adds(bank.layers) * evaluations_per_pixel(bank, load_views(dataset, dataset.indices("val"))))
+
+
 def min_bucket_pixels(config: TrainConfig, total_pixels: int) -> int:
     return bucket_threshold(config.min_bucket_pixels, total_pixels)
 
@@ -246,6 +274,8 @@ def build_problem(buckets: Buckets, config: TrainConfig, radii: FilterRadii,
         if config.kind == SINGLE_PARAMS:
             width = same_params_width(config, n_hash_networks * slot_size(config.layers))
             layers = [N_FEATURES, *[width] * len(config.widths), 3]
+        elif config.kind == SINGLE_COST and config.cost_multiply_adds is not None:
+            layers = [N_FEATURES, *[same_cost_width(config, config.cost_multiply_adds)] * len(config.widths), 3]
         # neural_texture: config.layers already has the texture's channels as extra inputs
     # A teacher's normalisation, where there is one, so that networks starting from it see what it saw.
     mean, std = normalisation if normalisation is not None else feature_statistics(buckets)
@@ -488,6 +518,7 @@ class Trainer:
                       "borrowed_pixels": int(problem.target.shape[0]) - buckets.own_pixels, "halo": config.halo,
                       "bins": config.bins, "bins_chosen": None if bin_choice is None else dataclasses.asdict(bin_choice),
                       "per_light_targets": config.per_light_targets,
+                      "cost_multiply_adds": config.cost_multiply_adds if config.kind == SINGLE_COST else None,
                       "min_bucket_pixels": min_bucket_pixels(config, buckets.own_pixels),
                       "train_samples": len(train_ids), "val_samples": len(val_ids),
                       "fingerprint": config.fingerprint(),

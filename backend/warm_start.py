@@ -9,9 +9,13 @@ How a source reaches a model:
 - a neural-texture source of the same hidden widths is folded into plain networks ("fold",
   backend.neural_texture.folded_rows): each network gets the source with its texture input held at
   its mean over that network's own training pixels;
-- a neural-texture model copies a neural-texture source of its shape, texture and all ("copy").
-Anything else (single_params is wider than the teacher) starts at random and learns from the
-teacher's labels only.
+- a neural-texture model copies a neural-texture source of its shape, texture and all ("copy");
+- a plain model of the same depth whose hidden layers are at least as wide as the source's (the
+  `single_cost` that matches a blended bank's cost, `single_params`) gets the source widened
+  ("copy+widen", "fold+widen"): each extra hidden unit keeps its random incoming weights and feeds
+  the next layer with zero weights, so the network starts as the source's exact function and its
+  extra units start learning at once.
+Anything else starts at random and learns from the teacher's labels only.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from backend.bank import Bank
+from backend.bank import Bank, pack, unpack
 from backend.model_kinds import NEURAL_TEXTURE
 from backend.neural_texture import folded_rows, texture_fit
 
@@ -38,14 +42,39 @@ def warm_start(model, problem, source: Bank, kind: str) -> str | None:
             model.texture.copy_(torch.from_numpy(np.asarray(source.texture)))
         return "copy"
     if source.kind == NEURAL_TEXTURE:
-        if source.layers[1:] != problem.layers[1:]:
+        plain, how = [problem.layers[0], *source.layers[1:]], "fold"
+        if not _widens(plain, problem.layers):
             return None
-        model.load_rows(folded_rows(source, fitted_texture(problem, source)))
-        return "fold"
-    if source.layers == problem.layers:
-        model.load_rows(np.broadcast_to(source.slots[0], (len(problem.slot_keys), source.slots.shape[1])))
-        return "copy"
-    return None
+        rows = folded_rows(source, fitted_texture(problem, source))
+    else:
+        plain, how = source.layers, "copy"
+        if not _widens(plain, problem.layers):
+            return None
+        rows = np.broadcast_to(source.slots[0], (len(problem.slot_keys), source.slots.shape[1]))
+    if plain != problem.layers:
+        rows, how = widened_rows(rows, plain, model.slot_rows(), problem.layers), how + "+widen"
+    model.load_rows(rows)
+    return how
+
+
+def _widens(source_layers: list[int], layers: list[int]) -> bool:
+    """Whether a network of source_layers embeds in one of `layers`: same inputs, outputs and depth,
+    hidden layers at least as wide."""
+    return (len(source_layers) == len(layers) and source_layers[0] == layers[0] and source_layers[-1] == layers[-1]
+            and all(s <= w for s, w in zip(source_layers[1:-1], layers[1:-1])))
+
+
+def widened_rows(rows: np.ndarray, source_layers: list[int], initial: np.ndarray, layers: list[int]) -> np.ndarray:
+    """Rows [R, P] of networks of `layers` computing what `rows` (of source_layers) compute: the
+    source's weights in each layer's first units, `initial`'s (the model's random start) in the
+    rest, and zero weights from every extra unit into the next layer."""
+    out = [(w.copy(), b.copy()) for w, b in unpack(np.array(initial, dtype=np.float32), layers)]
+    for (w, b), (sw, sb) in zip(out, unpack(np.asarray(rows, dtype=np.float32), source_layers)):
+        n_in, n_out = sw.shape[-2:]
+        w[:, n_in:, :] = 0.0  # the extra units of the layer below add nothing yet
+        w[:, :n_in, :n_out] = sw
+        b[:, :n_out] = sb
+    return pack(out)
 
 
 def fitted_texture(problem, source: Bank) -> np.ndarray:

@@ -18,7 +18,8 @@ from backend.buckets import PixelRecords
 from backend.errors import DatasetError
 from backend.prefilter import FilterRadii
 from backend.bank import companion_path
-from backend.training import Problem, TrainConfig, train, train_step
+from backend.neural_texture import multiply_adds
+from backend.training import Problem, TrainConfig, blended_cost, train, train_step
 from backend.stacked_mlp import StackedMLP
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,7 +129,14 @@ def test_baselines_same_budget(suzanne_dataset, tmp_path):
     bank = load_bank(out)
     cost, params = (load_bank(companion_path(out, f".{k}.nfbank")) for k in ("single_cost", "single_params"))
     assert cost.kind == params.kind == "single_network" and cost.n_slots == params.n_slots == 1
-    assert cost.layers == bank.layers
+    # single_cost costs what the bank costs a pixel, the networks its border blend mixes in included
+    blended = blended_cost(out, suzanne_dataset)
+    assert blended > multiply_adds(bank.layers) and cost.meta["provenance"]["cost_multiply_adds"] == blended
+    width = cost.layers[1]
+    assert cost.layers == [23, width, width, 3] and width >= 16
+    assert all(abs(multiply_adds(cost.layers) - blended) <= abs(multiply_adds([23, w, w, 3]) - blended)
+               for w in (width - 1, width + 1) if w >= 16)
+    assert f"matched to the bank's {blended:,} multiply-adds" in result.stdout
     # Only the specialists are mixed at tile edges (a version-4 bank); one network has nothing to mix.
     assert (bank.border_blend, bank.meta["version"]) == (1, 4)
     assert cost.border_blend == params.border_blend == 0 and "border_blend" not in cost.meta
@@ -138,6 +146,7 @@ def test_baselines_same_budget(suzanne_dataset, tmp_path):
     for baseline in (cost, params):
         provenance = baseline.meta["provenance"]
         assert provenance["steps"] == 20 and provenance["batch_per_network"] == 32 * hash_networks
+        assert provenance["warm_start_how"] in ("fold", "fold+widen")
         assert (baseline.lut[1:] == 0).all()
 
 

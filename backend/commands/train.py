@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from backend.commands.argument_types import bins_or_auto, non_negative_int, positive_float, positive_int, torch_device
 from backend.bank import companion_path
 from backend.commands.generate import cluster_address
 from backend.hashing import MAX_BINS
-from backend.model_kinds import BASELINE_KINDS, HASH_BANK, MODEL_KINDS, TEACHER_KINDS, companion_suffix
-from backend.training import LOSS_SPACES, TrainConfig, needs_teacher, teacher_config, train
+from backend.model_kinds import BASELINE_KINDS, HASH_BANK, MODEL_KINDS, SINGLE_COST, TEACHER_KINDS, companion_suffix
+from backend.training import LOSS_SPACES, TrainConfig, blended_cost, needs_teacher, teacher_config, train
 
 
 def widths(text: str) -> tuple[int, ...]:
@@ -156,6 +157,10 @@ def run(args) -> int:
         if run_one(teacher_config(first), "teacher", args.cluster, args.cluster_token_file)["cancelled"]:
             return 130
     for kind, out in outs.items():
-        if run_one(config_from_args(args, kind, out), cluster=args.cluster, token_file=args.cluster_token_file)["cancelled"]:
+        config = config_from_args(args, kind, out)
+        if kind == SINGLE_COST and kinds[0] == HASH_BANK:  # the same cost per pixel as the bank, blend included
+            config = dataclasses.replace(config, cost_multiply_adds=blended_cost(outs[HASH_BANK], args.data))
+            print(f"single_cost: matched to the bank's {config.cost_multiply_adds:,} multiply-adds per pixel and light")
+        if run_one(config, cluster=args.cluster, token_file=args.cluster_token_file)["cancelled"]:
             return 130
     return 0
