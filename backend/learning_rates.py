@@ -19,9 +19,11 @@ FROM_SCRATCH_LR_SCALE = {HASH_BANK: 1.0, SINGLE_COST: 1.0, SINGLE_PARAMS: 1.0, N
 # a specialist starts from the teacher folded over its own patch, near what its few views can tell
 # it, and overfits them at higher rates; one network starts from the teacher with its texture input
 # held at the whole face's mean, far from its best, and gains from rates about 3x. single_params
-# (warm only with --warm-from) and neural_texture (a copy of a source of its own shape, which only
-# needs fine-tuning) were not swept.
-WARM_START_LR_SCALE = {HASH_BANK: 1.0, SINGLE_COST: 3.2, SINGLE_PARAMS: 3.2, NEURAL_TEXTURE: 0.2}
+# starts from the teacher widened to its 226-256 units (whose extra units start silent): validation
+# PSNR at 3.2 / 2 / 1 / 0.5 / 0.25 / 0.125 of --lr, demo (2.25 min) 33.99 / - / 34.27 / 34.38 / 34.47 / -,
+# second mesh (2000 steps) 29.90 / 29.94 / 30.33 / 30.69 / 30.81 / 30.40 (docs/training.md). The
+# neural texture (a copy of a source of its own shape, which only needs fine-tuning) was not swept.
+WARM_START_LR_SCALE = {HASH_BANK: 1.0, SINGLE_COST: 3.2, SINGLE_PARAMS: 0.25, NEURAL_TEXTURE: 0.2}
 
 
 def learning_rate(lr: float, kind: str, warm: bool) -> float:
