@@ -240,7 +240,7 @@ class TorchRenderer:
         position = np.full(height * width, -1, np.int64)
         position[shaded] = np.arange(len(shaded))
         slots = np.pad(slot_grid, 1, constant_values=-1).reshape(-1)  # no neighbour outside the frame
-        pixel, slot, weight = [], [], []
+        pixel, slot, weight = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
         for band_pixel, own_tile, other_tile, w in self._band_geometry(height, width):
             at, own, other = position[band_pixel], slots[own_tile], slots[other_tile]
             used = np.flatnonzero((at >= 0) & (other >= 0) & (other != own))
