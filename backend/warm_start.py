@@ -41,16 +41,14 @@ def warm_start(model, problem, source: Bank, kind: str) -> str | None:
         with torch.no_grad():
             model.texture.copy_(torch.from_numpy(np.asarray(source.texture)))
         return "copy"
-    if source.kind == NEURAL_TEXTURE:
-        plain, how = [problem.layers[0], *source.layers[1:]], "fold"
-        if not _widens(plain, problem.layers):
-            return None
-        rows = folded_rows(source, fitted_texture(problem, source))
+    folds = source.kind == NEURAL_TEXTURE  # folded, the texture's inputs are gone: the model's inputs remain
+    plain = [problem.layers[0], *source.layers[1:]] if folds else source.layers
+    if not _widens(plain, problem.layers):
+        return None
+    if folds:
+        rows, how = folded_rows(source, fitted_texture(problem, source)), "fold"
     else:
-        plain, how = source.layers, "copy"
-        if not _widens(plain, problem.layers):
-            return None
-        rows = np.broadcast_to(source.slots[0], (len(problem.slot_keys), source.slots.shape[1]))
+        rows, how = np.broadcast_to(source.slots[0], (len(problem.slot_keys), source.slots.shape[1])), "copy"
     if plain != problem.layers:
         rows, how = widened_rows(rows, plain, model.slot_rows(), problem.layers), how + "+widen"
     model.load_rows(rows)
