@@ -15,9 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from backend.bank import SHARED_SLOT_KEY, Bank, make_bank
-from backend.evaluation import View, render_views
-from backend.hashing import gbuffer_tile_keys, pixel_tile_map
-from backend.metrics import to_display
+from backend.evaluation import View, pixel_errors, render_views
 from backend.model_kinds import HASH_BANK
 
 MIN_VALIDATION_PIXELS = 256
@@ -30,17 +28,17 @@ class Selection:
     judged: int  # buckets with enough validation pixels to be compared
 
 
-def squared_error_per_slot(bank: Bank, frames, views: list[View]) -> tuple[np.ndarray, np.ndarray]:
-    """(sum of squared display error, pixel count) per slot over the views' covered pixels."""
-    errors, counts = np.zeros(bank.n_slots), np.zeros(bank.n_slots, dtype=np.int64)
-    for view, frame in zip(views, frames):
-        g = view.gbuffer
-        slots = pixel_tile_map(bank.slot_of_keys(gbuffer_tile_keys(g, bank.tile_size, bank.bins)),
-                               g.height, g.width, bank.tile_size)[view.mask]
-        diff = to_display(frame)[view.mask] - to_display(view.ground_truth)[view.mask]
-        errors += np.bincount(slots, weights=(diff.astype(np.float64) ** 2).sum(-1), minlength=bank.n_slots)
-        counts += np.bincount(slots, minlength=bank.n_slots)
-    return errors, counts
+def squared_error_per_slot(bank: Bank, errors: list[np.ndarray], views: list[View]) -> tuple[np.ndarray, np.ndarray]:
+    """(sum of squared display error, pixel count) per slot over the views' covered pixels, from
+    their pixel_errors (backend.evaluation)."""
+    squared, counts = np.zeros(bank.n_slots), np.zeros(bank.n_slots, dtype=np.int64)
+    for view, error in zip(views, errors):
+        keys, tile = view.pixel_tiles(bank.tile_size, bank.bins)
+        slots = bank.slot_of_keys(keys).reshape(-1)[tile]
+        covered = slots >= 0  # pixels of tiles without a slot count for no network
+        squared += np.bincount(slots[covered], weights=error[covered], minlength=bank.n_slots)
+        counts += np.bincount(slots[covered], minlength=bank.n_slots)
+    return squared, counts
 
 
 def select_specialists(bank: Bank, views: list[View], device="cpu", min_pixels: int = MIN_VALIDATION_PIXELS) -> Selection:
@@ -51,9 +49,10 @@ def select_specialists(bank: Bank, views: list[View], device="cpu", min_pixels: 
     shared = slot_keys.index(SHARED_SLOT_KEY)
     shared_only = make_bank(bank.slots, bank.feature_mean, bank.feature_std, bank.meta)
     shared_only.lut = np.where(bank.lut >= 0, shared, -1).astype(np.int32)
-    own_error, counts = squared_error_per_slot(bank, render_views(bank, views, device), views)
+    own_error, counts = squared_error_per_slot(bank, pixel_errors(render_views(bank, views, device), views), views)
     # The shared-only frames, binned by the slot each pixel's tile has in the bank.
-    shared_error, _ = squared_error_per_slot(bank, render_views(shared_only, views, device), views)
+    shared_error, _ = squared_error_per_slot(bank, pixel_errors(render_views(shared_only, views, device), views),
+                                             views)
     judged = [s for s in range(bank.n_slots) if s != shared and counts[s] >= min_pixels]
     losers = [s for s in judged if shared_error[s] < own_error[s]]
     slots = bank.slots.copy()

@@ -26,6 +26,7 @@ import hashlib
 import json
 import math
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +58,12 @@ class PixelRecords:
 
     def __len__(self) -> int:
         return len(self.keys)
+
+    def frozen(self) -> "PixelRecords":
+        """These records, made read-only (kept for the next model of the same process: see LastResult)."""
+        for array in (self.keys, self.features, self.factor, self.target, self.borrowed):
+            array.setflags(write=False)
+        return self
 
     def select(self, rows: np.ndarray) -> "PixelRecords":
         return PixelRecords(self.keys[rows], self.features[rows], self.factor[rows], self.target[rows],
@@ -154,15 +161,24 @@ def merge(parts: list[PixelRecords]) -> PixelRecords:
     """Concatenate records sorted by key, padding missing lights with zero factor (no contribution)."""
     n_lights = max(p.features.shape[1] for p in parts)
 
-    def pad(a: np.ndarray) -> np.ndarray:
-        return np.pad(a, ((0, 0), (0, n_lights - a.shape[1]), (0, 0)))
+    def stacked(arrays: list[np.ndarray]) -> np.ndarray:
+        # Concatenated as they are where every part has all the lights (per-light records always
+        # do): no padded copy of arrays that can hold gigabytes.
+        if all(a.shape[1] == n_lights for a in arrays):
+            return np.concatenate(arrays)
+        whole = np.zeros((sum(len(a) for a in arrays), n_lights, arrays[0].shape[2]), arrays[0].dtype)
+        start = 0
+        for a in arrays:
+            whole[start : start + len(a), : a.shape[1]] = a
+            start += len(a)
+        return whole
 
     keys = np.concatenate([p.keys for p in parts])
     order = np.argsort(keys, kind="stable")
     return PixelRecords(
         keys=keys[order],
-        features=np.concatenate([pad(p.features) for p in parts])[order],
-        factor=np.concatenate([pad(p.factor) for p in parts])[order],
+        features=stacked([p.features for p in parts])[order],
+        factor=stacked([p.factor for p in parts])[order],
         target=np.concatenate([p.target for p in parts])[order],
         borrowed=np.concatenate([p.borrowed for p in parts])[order],
     )
@@ -177,6 +193,46 @@ def bucket_threshold(min_bucket_pixels: int | None, total_records: int) -> int:
     if min_bucket_pixels is not None:
         return min_bucket_pixels
     return max(1, math.ceil(MIN_BUCKET_SHARE * total_records))
+
+
+class LastResult:
+    """The last result of a costly, deterministic set-up step, by key, kept inside
+    `keep_last_results()`: the models one `train --baselines` process trains one after the other
+    share their labelled and teacher-labelled pixels (gigabytes: one result, read-only; outside the
+    block, as in the service's and the cluster's long-lived processes, nothing is kept)."""
+
+    keeping = 0
+    instances: list["LastResult"] = []
+
+    def __init__(self):
+        self.key, self.value = None, None
+        LastResult.instances.append(self)
+
+    def get(self, key: str, make):
+        if not LastResult.keeping:
+            return make()
+        if key != self.key:
+            self.clear()  # the old one is released before the new one is made
+            self.value, self.key = make(), key
+        return self.value
+
+    def clear(self) -> None:
+        self.key, self.value = None, None
+
+
+@contextmanager
+def keep_last_results():
+    LastResult.keeping += 1
+    try:
+        yield
+    finally:
+        LastResult.keeping -= 1
+        if not LastResult.keeping:
+            for result in LastResult.instances:
+                result.clear()
+
+
+LAST_LOAD = LastResult()
 
 
 def fingerprint(value) -> str:
@@ -249,7 +305,14 @@ class BucketStore:
         return added
 
     def load(self, indices) -> Buckets:
-        """All pixels of the given samples, grouped by key."""
+        """All pixels of the given samples, grouped by key (read-only: the same samples of the same
+        store load once per process, so `train --baselines` reads and sorts them once)."""
+        samples = self.index["samples"]
+        key = json.dumps([self.identity, str(self.root.resolve()), [[i, samples.get(str(i), {}).get("record")]
+                                                                    for i in indices]])
+        return LAST_LOAD.get(key, lambda: self._load(indices))
+
+    def _load(self, indices) -> Buckets:
         parts = []
         for i in indices:
             with np.load(self.sample_path(i)) as data:
@@ -258,4 +321,4 @@ class BucketStore:
         if not parts or sum(len(p) for p in parts) == 0:
             raise DatasetError(f"{self.dataset.root}: the training samples cover no face pixels; check that the "
                                "camera sees the object, or generate more samples")
-        return Buckets.from_records(merge(parts))
+        return Buckets.from_records(merge(parts).frozen())

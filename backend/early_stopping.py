@@ -35,10 +35,10 @@ class NetworkBests:
         n = rows.shape[0]
         return cls(np.full(n, np.inf), np.zeros(n, np.int64), np.zeros(n, np.int64), rows.copy())
 
-    def update(self, bank: Bank, frames: list[np.ndarray], views: list[View], step: int) -> None:
-        """Score this validation's frames of `bank` (whose slots are the model's first networks) per slot,
-        and keep the slots' weights where they improved."""
-        squared, pixels = squared_error_per_slot(bank, frames, views)
+    def update(self, bank: Bank, errors: list[np.ndarray], views: list[View], step: int) -> None:
+        """Score this validation of `bank` (whose slots are the model's first networks) per slot, from its
+        frames' pixel_errors (backend.evaluation), and keep the slots' weights where they improved."""
+        squared, pixels = squared_error_per_slot(bank, errors, views)
         n = len(squared)
         error = np.where(pixels > 0, squared / np.maximum(pixels, 1), np.inf)
         better = np.flatnonzero(error < self.error[:n])

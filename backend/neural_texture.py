@@ -15,6 +15,8 @@ padding "border").
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -139,22 +141,39 @@ class NeuralTextureRenderer:
         self.mean = torch.from_numpy(bank.feature_mean).to(self.device)
         self.std = torch.from_numpy(bank.feature_std).to(self.device)
 
-    @torch.no_grad()
     def render(self, gbuffer: GBuffer) -> np.ndarray:
+        return self.shade(self.prepare(gbuffer))
+
+    @torch.no_grad()
+    def prepare(self, gbuffer: GBuffer) -> "PreparedTextureFrame":
+        """The frame's weight- and texture-independent work (see TorchRenderer.prepare)."""
         features, factor = shading_inputs(gbuffer, self.bank.filter_radii, self.device)  # [L,H,W,F], [L,H,W,3]
         covered = torch.from_numpy(gbuffer.covered).to(self.device)
         raw = features[:, covered]  # [L, N, F]
-        texels = sample_texture(self.texture, raw[0, :, :2])  # [N, C]: u, v are the same for every light
-        n_lights, n, _ = raw.shape
-        x = torch.cat([(raw - self.mean) / self.std, texels.expand(n_lights, n, -1)], dim=-1)
+        return PreparedTextureFrame(gbuffer, raw[0, :, :2].clone(), (raw - self.mean) / self.std, factor[:, covered])
+
+    @torch.no_grad()
+    def shade(self, prepared: "PreparedTextureFrame") -> np.ndarray:
+        gbuffer, x_hat = prepared.gbuffer, prepared.x_hat
+        texels = sample_texture(self.texture, prepared.uv)  # [N, C]: u, v are the same for every light
+        n_lights, n, _ = x_hat.shape
+        x = torch.cat([x_hat, texels.expand(n_lights, n, -1)], dim=-1)
         out = forward(self.weights, x.reshape(1, n_lights * n, -1), self.bank.output_activation)
-        radiance = (out.view(n_lights, n, 3) * factor[:, covered]).sum(0).cpu().numpy()
+        radiance = (out.view(n_lights, n, 3) * prepared.factor).sum(0).cpu().numpy()
         frame = np.zeros((gbuffer.height, gbuffer.width, 4), dtype=np.float32)
         if gbuffer.background is not None:
             frame[..., :3] = gbuffer.background.transpose(1, 2, 0)
         frame[gbuffer.covered, :3] = radiance
         frame[gbuffer.covered, 3] = 1.0
         return frame
+
+
+@dataclass
+class PreparedTextureFrame:
+    gbuffer: GBuffer
+    uv: torch.Tensor  # [N, 2] raw u, v of the covered pixels
+    x_hat: torch.Tensor  # [L, N, F] normalised features
+    factor: torch.Tensor  # [L, N, 3]
 
 
 def create(bank: Bank, device="cpu"):

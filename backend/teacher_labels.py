@@ -10,12 +10,14 @@ teacher-labelled pixels, each bucket still on its own pixels only.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
 
 from backend.bank import Bank, companion_path
-from backend.buckets import PixelRecords, merge, sample_records
+from backend.buckets import LastResult, PixelRecords, fingerprint, merge, sample_records
 from backend.model_kinds import HASH_BANK, MODEL_KINDS, companion_suffix
 from backend.prefilter import FilterRadii
 from backend.neural_texture import create
@@ -23,10 +25,26 @@ from backend.neural_texture import create
 TEACHER_SUFFIX = ".teacher.nfbank"
 
 
+LAST_LABELS = LastResult()
+
+
 def teacher_records(teacher: Bank, dataset, indices, tile_size: int, bins: int, radii: FilterRadii,
                     device="cpu", on_view=None, per_light: bool = True, halo: int = 0) -> PixelRecords | None:
     """Pixel records of the unlabelled views `indices` with the teacher's radiance as the target:
-    each light's own (the view rendered under that light alone), or with `per_light` False the sum."""
+    each light's own (the view rendered under that light alone), or with `per_light` False the sum.
+    Read-only: the same teacher's labels of the same views are made once per process."""
+    weights = hashlib.sha256(np.ascontiguousarray(teacher.slots).tobytes())
+    weights.update(teacher.feature_mean.tobytes() + teacher.feature_std.tobytes())
+    if teacher.texture is not None:
+        weights.update(np.ascontiguousarray(teacher.texture).tobytes())
+    key = json.dumps([weights.hexdigest(), str(Path(dataset.root).resolve()),
+                      [[i, fingerprint(dataset.record(i))] for i in indices], tile_size, bins, radii.to_json(),
+                      str(device), per_light, halo])
+    return LAST_LABELS.get(key, lambda: _labelled(teacher, dataset, indices, tile_size, bins, radii, device,
+                                                  on_view, per_light, halo))
+
+
+def _labelled(teacher: Bank, dataset, indices, tile_size, bins, radii, device, on_view, per_light, halo):
     renderer = create(teacher, device=device)
 
     def radiance(gbuffer) -> np.ndarray:  # [3, H, W]
@@ -44,7 +62,7 @@ def teacher_records(teacher: Bank, dataset, indices, tile_size: int, bins: int, 
         if on_view:
             on_view(i)
     parts = [p for p in parts if len(p)]
-    return merge(parts) if parts else None
+    return merge(parts).frozen() if parts else None
 
 
 COMPANION_SUFFIXES = tuple(companion_suffix(kind) for kind in MODEL_KINDS if kind != HASH_BANK)

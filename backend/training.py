@@ -37,7 +37,8 @@ from backend.buckets import Buckets, BucketStore, bucket_threshold, merge
 from backend.dataset import open_dataset
 from backend.errors import DatasetError, UserError
 from backend.early_stopping import NetworkBests
-from backend.evaluation import evaluations_per_pixel, load_views, mean_psnr, pooled_psnr, render_views
+from backend.evaluation import (RepeatedViews, evaluations_per_pixel, load_views, mean_psnr, pixel_errors,
+                                psnr_of_errors)
 from backend.features import N_FEATURES
 from backend.hashing import MAX_BINS
 from backend.learning_rates import learning_rate, lr_scales
@@ -291,13 +292,18 @@ def build_problem(buckets: Buckets, config: TrainConfig, radii: FilterRadii,
         pixels_per_network=per_network,
         layers=layers,
         features=torch.from_numpy((records.features - mean) / std).to(device),
-        factor=torch.from_numpy(records.factor).to(device),
-        target=torch.from_numpy(records.target).to(device),
+        factor=_tensor(records.factor, device),
+        target=_tensor(records.target, device),
         feature_mean=mean,
         feature_std=std,
         initial_output=np.clip(ratio, 0.01, 10.0),
         filter_radii=radii,
     )
+
+
+def _tensor(array: np.ndarray, device) -> torch.Tensor:
+    """The array as a tensor, sharing its memory unless it is read-only (kept records: LastResult)."""
+    return torch.from_numpy(array if array.flags.writeable else array.copy()).to(device)
 
 
 def loss_per_network(pred: torch.Tensor, target: torch.Tensor, space: str) -> torch.Tensor:
@@ -421,11 +427,12 @@ def train_step(model, optimizer, problem: Problem, generator: torch.Generator, l
     # Sampled on the CPU generator so a seed gives the same pixels on every device.
     offsets = (torch.rand(n_networks, m, generator=generator) * problem.count[:, None]).long()
     rows = (problem.start[:, None] + offsets).to(problem.features.device)
-    x = problem.features[rows]  # [R, M, L, F]
-    n_lights = x.shape[2]
+    flat = rows.view(-1)  # index_select: several times faster than indexing with `rows` on the CPU
+    x = problem.features.index_select(0, flat)  # [R * M, L, F]
+    n_lights = x.shape[1]
     transfer = model(x.view(n_networks, m * n_lights, -1)).view(n_networks, m, n_lights, 3)
-    pred = (transfer * problem.factor[rows]).sum(2)
-    losses = loss_per_network(pred, problem.target[rows], loss_space)
+    pred = (transfer * problem.factor.index_select(0, flat).view(n_networks, m, n_lights, 3)).sum(2)
+    losses = loss_per_network(pred, problem.target.index_select(0, flat).view(n_networks, m, 3), loss_space)
     optimizer.zero_grad(set_to_none=True)
     losses.sum().backward()  # a sum keeps every network's gradient its own
     optimizer.step()
@@ -486,7 +493,8 @@ class Trainer:
             labelled = teacher_records(teacher, dataset, unlabelled, config.tile_size, config.bins, radii,
                                        config.device, on_view=lambda i: self.progress(0, float("nan"), None, "teacher"),
                                        per_light=config.per_light_targets,
-                                       halo=config.halo if config.kind == HASH_BANK else 0)  # only specialists borrow
+                                       halo=config.halo)  # one set for every kind: build_problem drops
+            # the borrowed records for a single network, so the baselines reuse the bank's labels
             if labelled is not None:
                 teacher_pixels = int((~labelled.borrowed).sum())
                 buckets = Buckets.from_records(merge([buckets.records, labelled]))
@@ -545,16 +553,17 @@ class Trainer:
         per_network = config.kind == HASH_BANK and config.per_network_stopping
         if state.best_params is None:
             state.best_params = model.state()
+        validation = RepeatedViews(views, config.device)
 
         def validate(loss: float) -> bool:
             """Score the model on the validation views, keep it if best; True when patience is spent."""
             self.progress(state.step, loss, state.best_psnr if state.history else None, "validate")
             bank = to_bank(model, problem, config, validated_as, provenance)
-            frames = render_views(bank, views, config.device)
-            psnr = pooled_psnr(frames, views)
+            errors = pixel_errors(validation.render(bank), views)
+            psnr = psnr_of_errors(errors)
             if per_network:  # the validation bank's slots are the model's packed rows: not packed again
                 state.network_bests = state.network_bests or NetworkBests.empty(model.slot_rows())
-                state.network_bests.update(bank, frames, views, state.step)
+                state.network_bests.update(bank, errors, views, state.step)
             state.history.append({"step": state.step, "loss": loss, "val_psnr": psnr, "seconds": self.elapsed})
             if psnr > state.best_psnr + MIN_PSNR_GAIN:
                 state.best_psnr, state.best_step, state.best_params = psnr, state.step, model.state()

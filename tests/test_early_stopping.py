@@ -5,7 +5,7 @@ import numpy as np
 from backend.bank import make_bank, random_bank
 from backend.bucket_selection import MIN_VALIDATION_PIXELS, squared_error_per_slot
 from backend.early_stopping import NetworkBests
-from backend.evaluation import View, render_views
+from backend.evaluation import View, pixel_errors, render_views
 from backend.features import N_FEATURES
 from backend.hashing import gbuffer_tile_keys
 from backend.renderers.torch_renderer import create
@@ -25,8 +25,8 @@ def test_every_judged_network_keeps_its_own_best_validation():
     bests = NetworkBests.empty(wrong.slots)
     for step, rows in ((1, first), (2, second)):
         bank = make_bank(rows, right.feature_mean, right.feature_std, right.meta)
-        bests.update(bank, render_views(bank, views), views, step)
-    _, pixels = squared_error_per_slot(right, render_views(right, views), views)
+        bests.update(bank, pixel_errors(render_views(bank, views), views), views, step)
+    _, pixels = squared_error_per_slot(right, pixel_errors(render_views(right, views), views), views)
     judged = pixels >= MIN_VALIDATION_PIXELS
     assert judged.sum() >= 4 and (~judged).any(), "the views must give some networks too few pixels to judge"
     np.testing.assert_array_equal(bests.step[judged], np.where(even, 1, 2)[judged])

@@ -14,11 +14,12 @@ import pytest
 import torch
 
 from backend.bank import SHARED_SLOT_KEY, load_bank, slot_size
-from backend.buckets import PixelRecords
+from backend.buckets import LAST_LOAD, PixelRecords, keep_last_results
 from backend.errors import DatasetError
 from backend.prefilter import FilterRadii
 from backend.bank import companion_path
 from backend.neural_texture import multiply_adds
+from backend.teacher_labels import LAST_LABELS
 from backend.training import Problem, TrainConfig, blended_cost, train, train_step
 from backend.stacked_mlp import StackedMLP
 
@@ -286,3 +287,18 @@ def test_patience_stops_a_run_whose_validation_no_longer_improves(suzanne_datase
     assert TrainConfig(out="x", **config).patience == 0
     result = train(TrainConfig(out=str(tmp_path / "stops.nfbank"), patience=2, **config))
     assert result.stopped_early and result.steps == 3
+
+
+@pytest.mark.slow
+def test_models_of_one_process_share_their_pixels_and_train_as_they_would_alone(suzanne_dataset, tmp_path):
+    out = tmp_path / "bank.nfbank"
+    alone = load_bank(train(fast_config(suzanne_dataset, companion_path(out, ".single_params.nfbank"),
+                                        kind="single_params")).bank_path).slots  # trains the shared teacher too
+    with keep_last_results():
+        train(fast_config(suzanne_dataset, out))
+        kept = LAST_LOAD.value, LAST_LABELS.value
+        assert kept[0] is not None and kept[1] is not None and not kept[1].features.flags.writeable
+        shared = train(fast_config(suzanne_dataset, companion_path(out, ".single_params.nfbank"), kind="single_params"))
+        assert LAST_LOAD.value is kept[0] and LAST_LABELS.value is kept[1]  # read once, for both models
+    assert LAST_LOAD.value is None and LAST_LABELS.value is None  # released after the block
+    np.testing.assert_array_equal(load_bank(shared.bank_path).slots, alone)

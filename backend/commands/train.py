@@ -7,6 +7,7 @@ import dataclasses
 
 from backend.commands.argument_types import bins_or_auto, non_negative_int, positive_float, positive_int, torch_device
 from backend.bank import companion_path
+from backend.buckets import keep_last_results
 from backend.commands.generate import cluster_address
 from backend.hashing import MAX_BINS
 from backend.model_kinds import BASELINE_KINDS, HASH_BANK, MODEL_KINDS, SINGLE_COST, TEACHER_KINDS, companion_suffix
@@ -152,6 +153,11 @@ def run(args) -> int:
     teacher = [] if args.no_teacher else [teacher_config(config_from_args(args, kinds[0], args.out)).out]
     for out in [*outs.values(), *teacher]:  # before the first step: training takes minutes
         check_output(out, BANK, args.overwrite)
+    with keep_last_results():  # the models below share one read of the labelled and teacher-labelled pixels
+        return _train_all(args, kinds, outs)
+
+
+def _train_all(args, kinds: list[str], outs: dict) -> int:
     first = config_from_args(args, kinds[0], outs[kinds[0]])
     if needs_teacher(first):  # its own bar; the models below then find it and reuse it
         if run_one(teacher_config(first), "teacher", args.cluster, args.cluster_token_file)["cancelled"]:

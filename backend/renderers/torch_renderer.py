@@ -44,6 +44,19 @@ class ColumnPlan:
     pieces: list[tuple[int, int, int]]
 
 
+@dataclass
+class PreparedFrame:
+    """A frame's weight-independent work (TorchRenderer.prepare): covered pixels in slot order, their
+    normalised features x [F, L, N] and light factors [3, L, N], and the column plan of the M shaded ones."""
+
+    gbuffer: GBuffer
+    order: np.ndarray
+    x: torch.Tensor | None
+    factor: torch.Tensor | None
+    plan: ColumnPlan | None
+    shaded: int
+
+
 class TorchRenderer:
     name = "torch"
 
@@ -87,24 +100,55 @@ class TorchRenderer:
             if torch.get_num_threads() != before:
                 torch.set_num_threads(before)
 
+    def prepare(self, gbuffer: GBuffer) -> "PreparedFrame":
+        """Everything of a frame that does not depend on the networks' weights: the pixel order, the
+        features and the column plan (training shades its validation views with new weights at every
+        validation; `shade` then runs only the networks and the composite). Valid for banks of this
+        bank's layout (its slot keys, fallback, normalisation, pre-filter and blend)."""
+        with torch.no_grad():
+            return self._prepare(gbuffer, _Laps(None, self.device), reuse_buffers=False)
+
+    def shade(self, prepared: "PreparedFrame") -> np.ndarray:
+        """render(prepared.gbuffer), from a frame `prepare` made (by this renderer or another of the same layout)."""
+        before = torch.get_num_threads()
+        if self.threads and self.threads != before:
+            torch.set_num_threads(self.threads)
+        try:
+            with torch.no_grad():
+                return self._finish(prepared, _Laps(None, self.device))
+        finally:
+            if torch.get_num_threads() != before:
+                torch.set_num_threads(before)
+
     def _render(self, gbuffer: GBuffer, timings: dict | None) -> np.ndarray:
         lap = _Laps(timings, self.device)
+        return self._finish(self._prepare(gbuffer, lap, reuse_buffers=True), lap)
+
+    def _prepare(self, gbuffer: GBuffer, lap: "_Laps", reuse_buffers: bool) -> "PreparedFrame":
         order, runs, slot_grid = self.pixel_order(gbuffer)
         n_lights, count = gbuffer.n_lights, len(order)
-        rows = None
+        shaded = runs[-1][2] if runs else 0
+        x = factor = plan = None
         if count:
+            buffer = self._buffer if reuse_buffers else (lambda name, shape: torch.empty(shape, device=self.device))
             pixels = CoveredPixels(order, gbuffer.height, gbuffer.width, self.device)
-            planes = pixels.gather(gbuffer.planes, out=self._buffer("planes", (gbuffer.planes.shape[0], count)))
+            planes = pixels.gather(gbuffer.planes, out=buffer("planes", (gbuffer.planes.shape[0], count)))
             lap("setup")
             x, factor = pixel_shading_inputs(gbuffer, self.bank.filter_radii, pixels, planes, mean=self.mean,
                                              std=self.std, lap=lap,
-                                             out=self._buffer("features", (N_FEATURES, n_lights, count)))
+                                             out=buffer("features", (N_FEATURES, n_lights, count)))
             lap("features")  # x [F, L, N] normalised, factor [3, L, N]
-            shaded = runs[-1][2] if runs else 0
-            rows = torch.zeros(count, 4, device=self.device)  # (radiance, 1) per pixel, in `order`
             if shaded:
                 plan = self.column_plan(order[:shaded], runs, slot_grid, gbuffer.height, gbuffer.width, n_lights, count)
-                rows[:shaded, :3] = self._shade(x, factor, plan, shaded).T
+        return PreparedFrame(gbuffer, order, x, factor, plan, shaded)
+
+    def _finish(self, prepared: "PreparedFrame", lap: "_Laps") -> np.ndarray:
+        gbuffer, order, count = prepared.gbuffer, prepared.order, len(prepared.order)
+        rows = None
+        if count:
+            rows = torch.zeros(count, 4, device=self.device)  # (radiance, 1) per pixel, in `order`
+            if prepared.shaded:
+                rows[:prepared.shaded, :3] = self._shade(prepared.x, prepared.factor, prepared.plan, prepared.shaded).T
             rows[:, 3] = 1.0
             rows = rows.cpu()
             lap("networks")
