@@ -13,6 +13,7 @@ loop over tiles or pixels; the loop over the pieces of the slots a frame uses is
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,32 +91,30 @@ class TorchRenderer:
         timings: if given, milliseconds per stage are added to it (setup: tile keys, pixel order
         and gathering the planes; prefilter; features; networks; composite).
         """
-        before = torch.get_num_threads()
-        if self.threads and self.threads != before:
-            torch.set_num_threads(self.threads)
-        try:
-            with torch.no_grad():
-                return self._render(gbuffer, timings)
-        finally:
-            if torch.get_num_threads() != before:
-                torch.set_num_threads(before)
+        with self._frame_threads(), torch.no_grad():
+            return self._render(gbuffer, timings)
 
     def prepare(self, gbuffer: GBuffer) -> "PreparedFrame":
         """Everything of a frame that does not depend on the networks' weights: the pixel order, the
         features and the column plan (training shades its validation views with new weights at every
         validation; `shade` then runs only the networks and the composite). Valid for banks of this
         bank's layout (its slot keys, fallback, normalisation, pre-filter and blend)."""
-        with torch.no_grad():
+        with self._frame_threads(), torch.no_grad():
             return self._prepare(gbuffer, _Laps(None, self.device), reuse_buffers=False)
 
     def shade(self, prepared: "PreparedFrame") -> np.ndarray:
         """render(prepared.gbuffer), from a frame `prepare` made (by this renderer or another of the same layout)."""
+        with self._frame_threads(), torch.no_grad():
+            return self._finish(prepared, _Laps(None, self.device))
+
+    @contextmanager
+    def _frame_threads(self):
+        """torch's CPU threads set to `threads` for the work inside, and put back after (process-wide)."""
         before = torch.get_num_threads()
         if self.threads and self.threads != before:
             torch.set_num_threads(self.threads)
         try:
-            with torch.no_grad():
-                return self._finish(prepared, _Laps(None, self.device))
+            yield
         finally:
             if torch.get_num_threads() != before:
                 torch.set_num_threads(before)
