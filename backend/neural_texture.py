@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from backend.bank import Bank, unpack
-from backend.features import N_FEATURES, shading_inputs
+from backend.features import N_FEATURES, covered_shading_inputs
 from backend.gbuffer import GBuffer
 from backend.model_kinds import NEURAL_TEXTURE
 from backend.network import forward
@@ -147,10 +147,10 @@ class NeuralTextureRenderer:
     @torch.no_grad()
     def prepare(self, gbuffer: GBuffer) -> "PreparedTextureFrame":
         """The frame's weight- and texture-independent work (see TorchRenderer.prepare)."""
-        features, factor = shading_inputs(gbuffer, self.bank.filter_radii, self.device)  # [L,H,W,F], [L,H,W,3]
-        covered = torch.from_numpy(gbuffer.covered).to(self.device)
-        raw = features[:, covered]  # [L, N, F]
-        return PreparedTextureFrame(gbuffer, raw[0, :, :2].clone(), (raw - self.mean) / self.std, factor[:, covered])
+        features, factor = covered_shading_inputs(gbuffer, self.bank.filter_radii, self.device)  # [N,L,F], [N,L,3]
+        raw = features.transpose(0, 1)  # [L, N, F]
+        return PreparedTextureFrame(gbuffer, raw[0, :, :2].clone(), (raw - self.mean) / self.std,
+                                    factor.transpose(0, 1).contiguous())
 
     @torch.no_grad()
     def shade(self, prepared: "PreparedTextureFrame") -> np.ndarray:
