@@ -59,13 +59,13 @@ def render_views(bank: Bank, views: list[View], device="cpu") -> list[np.ndarray
     return [renderer.render(view.gbuffer)[..., :3] for view in views]
 
 
-PREPARED_BYTES = 1 << 29  # what RepeatedViews keeps at most; further views are prepared at every render
+PREPARED_BYTES = 1 << 29  # once RepeatedViews keeps more than this, further views are prepared at every render
 
 
 class RepeatedViews:
     """The same views shaded again and again by banks that differ only in their weights (training's
     validations): each view's weight-independent work (pixel order, features, pre-filter, column
-    plan: about half a frame's time) is done once per bank layout and kept, up to PREPARED_BYTES."""
+    plan: about half a frame's time) is done once per bank layout and kept, until PREPARED_BYTES is passed."""
 
     def __init__(self, views: list[View], device="cpu"):
         self.views, self.device = views, device
