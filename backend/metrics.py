@@ -36,3 +36,16 @@ def flip_map(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
 
     error, _, _ = flip_evaluator.evaluate(to_display(target), to_display(pred), "LDR", applyMagma=False)
     return np.asarray(error, dtype=np.float32).reshape(pred.shape[:2])
+
+
+def paired_gain_interval(psnr_a, psnr_b, level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): the mean of the per-view gains PSNR(a) - PSNR(b) of two models on the same
+    views and its `level` confidence interval (Student's t over the views). Pairing cancels how much
+    harder one view is than another, which is far larger than the models' difference; with a
+    handful of views the interval is wide, and says so."""
+    from scipy import stats
+
+    gains = np.asarray(psnr_a, dtype=np.float64) - np.asarray(psnr_b, dtype=np.float64)
+    mean = float(gains.mean())
+    half = float(stats.t.ppf(0.5 + level / 2, len(gains) - 1) * gains.std(ddof=1) / np.sqrt(len(gains)))
+    return mean, mean - half, mean + half

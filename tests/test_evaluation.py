@@ -7,7 +7,7 @@ from backend.bank import make_bank, random_bank
 from backend.evaluation import RepeatedViews, View, pixel_errors, pooled_psnr, render_views
 from backend.features import N_FEATURES
 from backend.hashing import gbuffer_tile_keys
-from backend.metrics import psnr_from_mse, to_display
+from backend.metrics import paired_gain_interval, psnr_from_mse, to_display
 from backend.synthetic import sphere_gbuffer
 from tests.test_neural_texture import texture_bank
 
@@ -41,3 +41,15 @@ def test_pooled_psnr_is_one_mse_over_every_covered_pixel_and_channel():
     diff = np.concatenate([(to_display(f) - to_display(v.ground_truth))[v.mask].ravel() for f, v in zip(frames, views)])
     assert abs(pooled_psnr(frames, views) - psnr_from_mse(float(np.mean(diff.astype(np.float64) ** 2)))) < 1e-9
     assert [e.shape for e in pixel_errors(frames, views)] == [(int(v.mask.sum()),) for v in views]
+
+
+def test_the_gain_interval_is_students_t_over_the_paired_views():
+    """Per-view gains 1, 2, 3 dB: mean 2, standard error 1 / sqrt(3), t(0.975, 2 dof) = 4.303."""
+    mean, low, high = paired_gain_interval([31.0, 32.0, 33.0], [30.0, 30.0, 30.0])
+    assert mean == 2.0
+    np.testing.assert_allclose([low, high], [2.0 - 4.3027 / 3**0.5, 2.0 + 4.3027 / 3**0.5], atol=1e-3)
+    # The same spread over more views pins the mean down more tightly; a constant gain exactly.
+    wide = high - low
+    _, low, high = paired_gain_interval(np.tile([31.0, 32.0, 33.0], 10), np.full(30, 30.0))
+    assert high - low < wide / 4
+    assert paired_gain_interval([31.0, 32.0], [30.5, 31.5]) == (0.5, 0.5, 0.5)

@@ -28,7 +28,7 @@ def test_report_has_every_part(trained, suzanne_dataset, tmp_path, capsys):
     assert main(["report", "--bank", str(trained), "--data", str(suzanne_dataset), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "index.html" in printed and "single_cost" in printed and "faster" in printed
-    # The gain is printed signed with its unit, the seam step ratio as a ratio.
+    # The gain is printed signed with its unit (its interval needs two test views or more: test_gain_aim_...).
     assert re.search(r"single_cost \+ 1\.0 dB test PSNR \(measured [+-]\d+\.\d\d dB\)", printed), printed
     assert re.search(r"seam step ratio <= 1\.2 \(measured \d+\.\d\d\)", printed), printed
     metrics = json.loads((out / "metrics.json").read_text())
@@ -107,3 +107,23 @@ def test_step_ratio_sees_whole_tile_bias_that_border_error_cannot():
 
     assert 0.8 < ratio(noise) < 1.25  # no seams
     assert ratio(noise + tile_bias) > 5  # each tile shifted as a whole: a seam on every border
+
+
+def test_gain_aim_says_how_far_the_test_views_pin_it_down():
+    """The pooled gain, then the per-view gains' mean, 95% interval and how many views the bank wins."""
+    from backend.report import aim_value_text, aims
+
+    def scores(psnrs):
+        views = [{"index": i, "psnr": p} for i, p in enumerate(psnrs)]
+        return {"test": {"psnr": float(np.mean(psnrs)), "ssim": 0.9, "flip": 0.05, "seam_step_ratio": 1.0,
+                         "views": views}}
+
+    results = {"hash_bank": scores([31.0, 32.0, 33.5]), "single_cost": scores([30.0, 30.0, 34.0])}
+    gain = aims(results)[0]
+    assert gain["views"] == 3 and gain["views_better"] == 2 and gain["per_view_mean"] == 0.833
+    low, high = gain["interval_95"]
+    assert low < 0 < gain["per_view_mean"] < high  # three views cannot tell these two apart
+    assert re.fullmatch(r"\+0\.83 dB pooled; per view \+0\.83, 95% interval -\d\.\d\d to \+\d\.\d\d over 3 "
+                        r"test views, better on 2", aim_value_text(gain)), aim_value_text(gain)
+    one_view = {name: scores([r["test"]["psnr"]]) for name, r in results.items()}
+    assert "interval_95" not in aims(one_view)[0] and aim_value_text(aims(one_view)[0]) == "+0.83 dB"
