@@ -11,7 +11,7 @@ from backend.buckets import keep_last_results
 from backend.commands.generate import cluster_address
 from backend.hashing import MAX_BINS
 from backend.model_kinds import BASELINE_KINDS, HASH_BANK, MODEL_KINDS, SINGLE_COST, TEACHER_KINDS, companion_suffix
-from backend.training import LOSS_SPACES, TrainConfig, blended_cost, needs_teacher, teacher_config, train
+from backend.training import DEFAULT_STEPS, LOSS_SPACES, TrainConfig, blended_cost, needs_teacher, teacher_config, train
 
 
 def widths(text: str) -> tuple[int, ...]:
@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="dataset folder (python -m backend generate)")
     parser.add_argument("--out", required=True, help="weight bank to write, e.g. out/face.nfbank")
     budget = parser.add_mutually_exclusive_group()
-    budget.add_argument("--steps", type=positive_int, help="training steps (default 2000)")
+    budget.add_argument("--steps", type=positive_int, help=f"training steps (default {DEFAULT_STEPS})")
     budget.add_argument("--minutes", type=positive_float, help="wall-clock budget per model instead of steps")
     parser.add_argument("--device", type=torch_device, default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--seed", type=int, default=0)
