@@ -28,7 +28,8 @@ def test_report_has_every_part(trained, suzanne_dataset, tmp_path, capsys):
     assert main(["report", "--bank", str(trained), "--data", str(suzanne_dataset), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "index.html" in printed and "single_cost" in printed and "faster" in printed
-    # The gain is printed signed with its unit (its interval needs two test views or more: test_gain_aim_...).
+    # The gain is printed signed with its unit; its interval needs two test views or more
+    # (test_gain_aim_says_how_far_the_test_views_pin_it_down), and this dataset has one.
     assert re.search(r"single_cost \+ 1\.0 dB test PSNR \(measured [+-]\d+\.\d\d dB\)", printed), printed
     assert re.search(r"seam step ratio <= 1\.2 \(measured \d+\.\d\d\)", printed), printed
     metrics = json.loads((out / "metrics.json").read_text())
