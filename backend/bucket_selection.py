@@ -4,8 +4,13 @@ A bucket's network sees its patch of face under the few lights of the training v
 it, so it can fit those views and still lose to the shared network (trained on every pixel) on a
 new view. After training, every tile of the validation views is shaded by both; a bucket whose
 network has the larger squared error over its validation pixels gets the shared network's
-weights in its slot. Buckets with fewer than `min_pixels` validation pixels cannot be judged and
-keep their own network. The test views are never looked at.
+weights in its slot. The test views are never looked at.
+
+A bucket with fewer than `min_pixels` validation pixels cannot be judged, and it gets the shared
+network too: such a network learnt from a patch the validation views barely show, so nothing
+checks it, and where it meets an input its few views never had it can be badly wrong (on the
+second mesh, one such network shaded 256 unlit pixels as lit, 24 dB worse than one network,
+and cost the whole bank 0.2 dB; docs/training.md, "Specialists nothing can check").
 """
 
 from __future__ import annotations
@@ -24,8 +29,13 @@ MIN_VALIDATION_PIXELS = 256
 @dataclass
 class Selection:
     bank: Bank
-    replaced_keys: list[int]  # buckets whose slot now holds the shared network
+    lost_keys: list[int]  # judged buckets whose network lost to the shared network: their slot now holds it
+    unjudged_keys: list[int]  # buckets with too few validation pixels to be judged: their slot holds it too
     judged: int  # buckets with enough validation pixels to be compared
+
+    @property
+    def replaced_keys(self) -> list[int]:
+        return self.lost_keys + self.unjudged_keys
 
 
 def squared_error_per_slot(bank: Bank, errors: list[np.ndarray], views: list[View]) -> tuple[np.ndarray, np.ndarray]:
@@ -45,7 +55,7 @@ def select_specialists(bank: Bank, views: list[View], device="cpu", min_pixels: 
     """The bank with every bucket that loses to the shared network on `views` replaced by it."""
     slot_keys = bank.meta["slot_keys"]
     if bank.kind != HASH_BANK or SHARED_SLOT_KEY not in slot_keys:
-        return Selection(bank, [], 0)
+        return Selection(bank, [], [], 0)
     shared = slot_keys.index(SHARED_SLOT_KEY)
     shared_only = make_bank(bank.slots, bank.feature_mean, bank.feature_std, bank.meta)
     shared_only.lut = np.where(bank.lut >= 0, shared, -1).astype(np.int32)
@@ -54,8 +64,9 @@ def select_specialists(bank: Bank, views: list[View], device="cpu", min_pixels: 
     shared_error, _ = squared_error_per_slot(bank, pixel_errors(render_views(shared_only, views, device), views),
                                              views)
     judged = [s for s in range(bank.n_slots) if s != shared and counts[s] >= min_pixels]
+    unjudged = [s for s in range(bank.n_slots) if s != shared and counts[s] < min_pixels]
     losers = [s for s in judged if shared_error[s] < own_error[s]]
     slots = bank.slots.copy()
-    slots[losers] = bank.slots[shared]
+    slots[losers + unjudged] = bank.slots[shared]
     return Selection(make_bank(slots, bank.feature_mean, bank.feature_std, bank.meta),
-                     [int(slot_keys[s]) for s in losers], len(judged))
+                     [int(slot_keys[s]) for s in losers], [int(slot_keys[s]) for s in unjudged], len(judged))

@@ -405,6 +405,8 @@ def _given(provenance: dict, evaluations: float = 1.0) -> str:
     if provenance.get("specialists_judged"):
         parts.append(f"{provenance['specialists_replaced']} of {provenance['specialists_judged']} judged specialists "
                      "replaced by the shared network")
+    if provenance.get("specialists_unjudged"):
+        parts.append(f"{provenance['specialists_unjudged']} with too few validation pixels to be judged use it too")
     if evaluations > 1.0:
         parts.append(f"border blend: {evaluations:.2f} network evaluations per pixel on the test views")
     parts.append(f"{provenance.get('steps', '?')} steps, {provenance.get('seconds', '?')} s")

@@ -51,6 +51,7 @@ from backend.report_figures import plot_curve
 from backend.stacked_mlp import StackedMLP
 from backend.teacher_labels import teacher_path, teacher_records
 from backend.warm_start import warm_start
+from backend.weight_average import EMA_DECAY, WeightAverage
 
 LOSS_SPACES = ("log", "tonemap", "linear")
 LOG_EPS = 1e-3  # radiance floor of the log loss: below it, errors are invisible on a display
@@ -92,6 +93,8 @@ class TrainConfig:
     max_baseline_width: int = 256
     select_specialists: bool = True  # a bucket losing to the shared network on validation views gets its weights
     per_network_stopping: bool = True  # each bucket keeps its weights of its own best validation (early_stopping.py)
+    ema_decay: float = EMA_DECAY  # validation and the bank use the weights' moving average with this decay per
+    # step (backend/weight_average.py; docs/training.md, "The weights' moving average"); 0: the raw weights
     teacher: str | None = "auto"  # bank whose shading of the unlabelled views adds training pixels;
     # "auto": with unlabelled views, train a teacher of teacher_kind on the labelled pixels first (or reuse it)
     teacher_kind: str = NEURAL_TEXTURE  # or single_cost (one MLP of the bank's layers); docs/training.md
@@ -135,6 +138,8 @@ class TrainConfig:
             problems.append("steps and minutes must be positive")
         if not self.widths or min(self.widths) < 1 or min(self.batch, self.checkpoint_every, self.eval_every) < 1:
             problems.append("widths, batch, checkpoint and evaluation intervals must be positive")
+        if not 0 <= self.ema_decay < 1:
+            problems.append(f"moving-average decay {self.ema_decay} (0 <= decay < 1; 0: off)")
         if not 0 <= self.halo < self.tile_size:
             problems.append(f"halo {self.halo} (0..{self.tile_size - 1} pixels)")
         if not 0 <= self.border_blend <= self.tile_size // 2:
@@ -354,7 +359,7 @@ def to_bank(model, problem: Problem, config: TrainConfig, fallback: str, provena
 
 # --- the loop's state and its checkpoint ---------------------------------------------------------
 
-CHECKPOINT_VERSION = 2  # 2: the whole loop state as one TrainState
+CHECKPOINT_VERSION = 3  # 2: the whole loop state as one TrainState; 3: with the weights' moving average
 
 
 @dataclass
@@ -375,10 +380,11 @@ class TrainState:
     params: list | None = None  # the model, optimizer and sampling generator at the last capture
     optimizer: dict | None = None
     generator: torch.Tensor | None = None
+    average: list | None = None  # the weights' moving average at the last capture (backend.weight_average)
 
-    def capture(self, model, optimizer, generator: torch.Generator, seconds: float) -> None:
+    def capture(self, model, optimizer, generator: torch.Generator, average: WeightAverage, seconds: float) -> None:
         self.params, self.optimizer, self.generator = model.state(), optimizer.state_dict(), generator.get_state()
-        self.seconds = seconds
+        self.average, self.seconds = average.state(), seconds
 
     def restore(self, model, optimizer, generator: torch.Generator) -> None:
         model.load_state(self.params)
@@ -557,8 +563,13 @@ class Trainer:
         if state.best_params is None:
             state.best_params = model.state()
         validation = RepeatedViews(views, config.device)
+        average = WeightAverage(model, config.ema_decay, state.average)
 
         def validate(loss: float) -> bool:
+            with average.applied():  # what is scored and kept is the weights' moving average
+                return score(loss)
+
+        def score(loss: float) -> bool:
             """Score the model on the validation views, keep it if best; True when patience is spent."""
             self.progress(state.step, loss, state.best_psnr if state.history else None, "validate")
             bank = to_bank(model, problem, config, validated_as, provenance)
@@ -576,7 +587,7 @@ class Trainer:
             return bool(config.patience) and state.evals_since_best >= config.patience
 
         def checkpoint() -> None:
-            state.capture(model, optimizer, generator, self.elapsed)
+            state.capture(model, optimizer, generator, average, self.elapsed)
             save_checkpoint(self.checkpoint_path, state, config.fingerprint(), provenance["manifest_sha256"])
 
         loss, stopped_early, cancelled = float("nan"), False, False
@@ -588,6 +599,7 @@ class Trainer:
                 group["lr"] = self.schedule(state.step)
             loss = train_step(model, optimizer, problem, generator, config.loss_space)
             state.step += 1
+            average.update(state.step)
             if state.step % config.eval_every == 0:
                 stopped_early = validate(loss)
             if state.step % config.checkpoint_every == 0:
@@ -624,8 +636,9 @@ class Trainer:
                       "seconds": round(self.elapsed, 2),
                       "val_psnr": scores[fallback], "fallback_val_psnr": scores, "stopped_early": stopped_early,
                       "networks_stopped_on_own_pixels": stopped_on_own,
-                      "specialists_replaced": None if selection is None else len(selection.replaced_keys),
+                      "specialists_replaced": None if selection is None else len(selection.lost_keys),
                       "specialists_judged": None if selection is None else selection.judged,
+                      "specialists_unjudged": None if selection is None else len(selection.unjudged_keys),
                       "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                       "history": [{k: round(v, 5) for k, v in h.items()} for h in state.history]}
         save_bank(to_bank(model, problem, config, fallback, provenance), self.out)

@@ -30,6 +30,14 @@ def positive_float(text: str) -> float:
     return value
 
 
+def decay(text: str) -> float:
+    """A moving average's decay per step: 0 (off) up to, not including, 1."""
+    value = _number(text, float)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 0 and below 1 (0: off)")
+    return value
+
+
 def bins_or_auto(text: str) -> int | str:
     """UV bins per axis of the tile key (1..MAX_BINS), or auto."""
     from backend.hashing import MAX_BINS

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from backend.commands.argument_types import bins_or_auto, non_negative_int, positive_float, positive_int, torch_device
+from backend.commands.argument_types import (bins_or_auto, decay, non_negative_int, positive_float, positive_int,
+                                            torch_device)
 from backend.bank import companion_path
 from backend.buckets import keep_last_results
 from backend.commands.generate import cluster_address
@@ -45,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patience", type=non_negative_int, default=TrainConfig.patience,
                         help="evaluations without a 0.05 dB gain before stopping (default 0: never, the whole "
                              "budget; the best weights on the validation views are kept)")
+    parser.add_argument("--ema-decay", type=decay, default=TrainConfig.ema_decay,
+                        help="validate and keep the moving average of the weights with this decay per step "
+                             f"(default {TrainConfig.ema_decay}; 0: the raw weights)")
     parser.add_argument("--kind", choices=MODEL_KINDS, default=HASH_BANK, help=f"model to train (default {HASH_BANK})")
     parser.add_argument("--baselines", action="store_true",
                         help="also train both single-network baselines on the same data and budget "
@@ -109,7 +113,7 @@ def config_from_args(args, kind: str, out) -> TrainConfig:
         teacher=None if args.no_teacher else "auto", select_specialists=not args.keep_all_specialists,
         teacher_kind=args.teacher_kind, teacher_widths=None if args.teacher_widths is None else tuple(args.teacher_widths),
         warm_from=args.warm_from, warm_start=not args.random_start, texture_channels=args.texture_channels, texture_resolution=args.texture_resolution,
-        per_light_targets=not args.combined_targets, local_frames=not args.global_frames,
+        per_light_targets=not args.combined_targets, local_frames=not args.global_frames, ema_decay=args.ema_decay,
     )
 
 
