@@ -302,3 +302,16 @@ def test_models_of_one_process_share_their_pixels_and_train_as_they_would_alone(
         assert LAST_LOAD.value is kept[0] and LAST_LABELS.value is kept[1]  # read once, for both models
     assert LAST_LOAD.value is None and LAST_LABELS.value is None  # released after the block
     np.testing.assert_array_equal(load_bank(shared.bank_path).slots, alone)
+
+
+def test_a_validation_score_lifted_by_choices_made_on_those_views_says_so():
+    from backend.commands.train import fitted_note
+    from backend.training import TrainResult
+
+    def result(final: float) -> TrainResult:
+        history = [{"step": 100, "val_psnr": 33.0}, {"step": 200, "val_psnr": 34.19}]
+        return TrainResult(None, 200, final, 1.0, False, False, None, Path("x.ckpt"), history)
+
+    assert "34.19 before each network's own best step and selection" in fitted_note(result(34.96))
+    assert fitted_note(result(34.25)) == ""  # within 0.1 dB of the loop's best: nothing to flag
+    assert fitted_note(TrainResult(None, 0, 30.0, 0.0, False, False, None, Path("x.ckpt"), [])) == ""
