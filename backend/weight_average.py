@@ -25,8 +25,11 @@ class WeightAverage:
     """The moving average of `model.params` (a ParameterSnapshots model), or nothing when decay is 0."""
 
     def __init__(self, model, decay: float, saved: list[torch.Tensor] | None = None):
+        """saved: the average a checkpoint kept (loaded onto the CPU), moved to the model's device."""
         self.model, self.decay = model, decay
-        self.average = None if not decay else (saved if saved is not None else model.state())
+        self.average = None
+        if decay:
+            self.average = model.state() if saved is None else [a.to(p.device) for a, p in zip(saved, model.params)]
 
     def update(self, step: int) -> None:
         """Fold in the weights after training step `step` (1 for the first)."""
