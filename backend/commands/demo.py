@@ -2,8 +2,8 @@
 
 Each stage is the real command in its own process (so Blender's memory is given back before
 training); re-running resumes: the dataset and the example scene are kept, training restarts.
-The defaults aim at 20 minutes on a 2-core CPU (15.5 to 22.3 measured from fresh clones, as the
-machine's speed varied: Cycles took 1.8 to 3.9 s a view); the stage timings are printed at the end.
+The defaults aim at 20 minutes on a 2-core CPU (15.4 to 22.3 measured from fresh clones, as the
+machine's speed varied: Cycles took 1.7 to 3.9 s a view); the stage timings are printed at the end.
 """
 
 from __future__ import annotations
