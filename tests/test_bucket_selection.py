@@ -41,9 +41,9 @@ def test_buckets_that_win_are_kept():
     selection = select_specialists(bank, views, min_pixels=20)
     assert selection.judged > 0 and selection.lost_keys == []
     shared = bank.meta["slot_keys"].index(SHARED_SLOT_KEY)
-    for key in bank.meta["slot_keys"]:
-        expected = shared if key in selection.unjudged_keys else bank.meta["slot_keys"].index(key)
-        np.testing.assert_array_equal(selection.bank.slots[bank.meta["slot_keys"].index(key)], bank.slots[expected])
+    for slot, key in enumerate(bank.meta["slot_keys"]):
+        expected = shared if key in selection.unjudged_keys else slot
+        np.testing.assert_array_equal(selection.bank.slots[slot], bank.slots[expected])
 
 
 def test_a_specialist_the_validation_views_barely_show_gets_the_shared_network_even_if_it_would_win():
